@@ -1,0 +1,3 @@
+module github.com/ehcheckpoints/boltstore
+
+go 1.25.0
