@@ -1,0 +1,324 @@
+package boltstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// openBolt opens bbolt on f, which already holds the flock, and checks that
+// the file is a boltstore file of a format this version reads. bbolt panics
+// on some damaged files; the panic becomes ErrCorrupt.
+func openBolt(path string, f *os.File, noSync bool) (db *bolt.DB, err error) {
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if info.Size() == 0 {
+		f.Close()
+		return nil, corruptError(path, "the file is empty")
+	}
+	err = contain(path, func() error {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			// Hand bbolt the descriptor that holds the flock; its own
+			// flock on it is then a no-op, and its Close releases it.
+			OpenFile:     func(string, int, os.FileMode) (*os.File, error) { return f, nil },
+			FreelistType: bolt.FreelistMapType,
+		})
+		if err != nil {
+			return classifyOpenError(path, err)
+		}
+		db.NoSync = noSync
+		return db.View(func(tx *bolt.Tx) error { return checkFormat(path, tx, info.Size()) })
+	})
+	if err != nil {
+		if db != nil {
+			_ = db.Close()
+		} else {
+			f.Close()
+		}
+		return nil, err
+	}
+	return db, nil
+}
+
+// classifyOpenError maps bbolt's refusal to open a file to our sentinels.
+func classifyOpenError(path string, err error) error {
+	switch {
+	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrVersionMismatch):
+		return fmt.Errorf("%s: %w: not a boltstore file (%v)", path, ErrUnsupportedFormat, err)
+	case errors.Is(err, bolt.ErrChecksum):
+		return corruptError(path, err.Error())
+	}
+	return corruptError(path, "bbolt cannot open it: "+err.Error())
+}
+
+// checkFormat verifies the format marker and that the file is as long as
+// its metadata says: bbolt would fault on pages past the end of the file.
+func checkFormat(path string, tx *bolt.Tx, fileSize int64) error {
+	if tx.Size() > fileSize {
+		return corruptError(path, fmt.Sprintf("the file is truncated: its metadata needs %d bytes, it has %d", tx.Size(), fileSize))
+	}
+	marker := tx.Bucket(bucketMarker)
+	if marker == nil {
+		return fmt.Errorf("%s: %w: a bbolt file, but not a boltstore file", path, ErrUnsupportedFormat)
+	}
+	switch v := marker.Get(keyFormat); {
+	case len(v) != 1:
+		return corruptError(path, "the format marker is damaged")
+	case v[0] > formatVersion:
+		return fmt.Errorf("%s: %w: format version %d is newer than this boltstore reads (%d); upgrade boltstore",
+			path, ErrUnsupportedFormat, v[0], formatVersion)
+	case v[0] != formatVersion:
+		return fmt.Errorf("%s: %w: unknown format version %d", path, ErrUnsupportedFormat, v[0])
+	}
+	return nil
+}
+
+// initBolt writes the format marker into a freshly created bbolt file.
+func initBolt(tx *bolt.Tx) error {
+	marker, err := tx.CreateBucket(bucketMarker)
+	if err != nil {
+		return err
+	}
+	if err := marker.Put(keyFormat, []byte{formatVersion}); err != nil {
+		return err
+	}
+	_, err = tx.CreateBucket(bucketData)
+	return err
+}
+
+// contain runs fn, turning a bbolt panic or a memory fault on the mapped
+// file into ErrCorrupt. bbolt trusts the pages it reads; a damaged page can
+// make it index out of range or touch memory past the end of the file.
+func contain(path string, fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = corruptError(path, fmt.Sprintf("bbolt failed on a damaged page: %v", r))
+		}
+	}()
+	return fn()
+}
+
+// view runs fn in a read transaction on the shared file.
+func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return fileError(s.path, err)
+	}
+	db, err := s.lease.acquire(ctx, time.Now().Add(s.opts.LockTimeout))
+	if err != nil {
+		return err
+	}
+	defer s.lease.release()
+	err = contain(s.path, func() error { return db.View(fn) })
+	if errors.Is(err, ErrCorrupt) {
+		s.lease.discard()
+	}
+	return err
+}
+
+// Write operations go through one committer goroutine, which commits
+// everything queued since its last commit in one transaction and one pair
+// of fsyncs. A lone caller commits at once; callers arriving during a
+// commit share the next one.
+
+// Operation states. A caller whose context ends while its operation is
+// still pending marks it abandoned, and the committer skips it, so an
+// abandoned write is never applied.
+const (
+	opPending int32 = iota
+	opTaken
+	opAbandoned
+)
+
+// applyFunc applies one operation inside a shared write transaction. It
+// returns opErr when the operation fails on its own, having written
+// nothing; any other failure is fatal and rolls back the whole batch.
+type applyFunc func(tx *bolt.Tx, enc *recordEncoder) (opErr, fatal error)
+
+type writeOp struct {
+	apply    applyFunc
+	deadline time.Time // for the file lock
+	state    atomic.Int32
+	done     chan error
+}
+
+// committer owns the write path of a Store.
+type committer struct {
+	store *Store
+	enc   *recordEncoder
+
+	mu      sync.Mutex
+	queue   []*writeOp
+	closed  bool
+	wake    chan struct{}
+	stopped chan struct{}
+}
+
+func newCommitter(s *Store) *committer {
+	c := &committer{
+		store:   s,
+		enc:     newRecordEncoder(),
+		wake:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+	}
+	go c.run()
+	return c
+}
+
+// write queues apply for the next commit and waits for its outcome.
+func (c *committer) write(ctx context.Context, apply applyFunc) error {
+	path := c.store.path
+	if err := ctx.Err(); err != nil {
+		return fileError(path, err)
+	}
+	op := &writeOp{apply: apply, deadline: time.Now().Add(c.store.opts.LockTimeout), done: make(chan error, 1)}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return fileError(path, ErrClosed)
+	}
+	c.queue = append(c.queue, op)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case err := <-op.done:
+		return err
+	case <-ctx.Done():
+		if op.state.CompareAndSwap(opPending, opAbandoned) {
+			return fmt.Errorf("%s: %w (nothing was written)", path, ctx.Err())
+		}
+		return fmt.Errorf("%s: %w (the write was already being committed; it may or may not have been stored)", path, ctx.Err())
+	}
+}
+
+// close commits what is queued and stops the committer.
+func (c *committer) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	<-c.stopped
+}
+
+func (c *committer) run() {
+	defer close(c.stopped)
+	for range c.wake {
+		for {
+			c.mu.Lock()
+			batch, closed := c.queue, c.closed
+			c.queue = nil
+			c.mu.Unlock()
+			if len(batch) == 0 {
+				if closed {
+					return
+				}
+				break
+			}
+			c.commit(batch)
+		}
+	}
+}
+
+// commit runs one batch: wait for the file, take the operations still
+// wanted, apply them in one transaction, commit, and report.
+func (c *committer) commit(batch []*writeOp) {
+	s := c.store
+	db, batch := c.acquire(batch)
+	if db == nil {
+		return
+	}
+	defer s.lease.release()
+	taken := batch[:0]
+	for _, op := range batch {
+		if op.state.CompareAndSwap(opPending, opTaken) {
+			taken = append(taken, op)
+		}
+	}
+	if len(taken) == 0 {
+		return
+	}
+	results := make([]error, len(taken))
+	err := contain(s.path, func() error {
+		tx, err := db.Begin(true)
+		if err != nil {
+			return err
+		}
+		for i, op := range taken {
+			opErr, fatal := op.apply(tx, c.enc)
+			if fatal != nil {
+				_ = tx.Rollback()
+				return fatal
+			}
+			results[i] = opErr
+		}
+		return tx.Commit()
+	})
+	if err != nil {
+		// The DB's memory may not match the file after a failed commit;
+		// reopen it for the next batch.
+		s.lease.discard()
+		if !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("%s: commit failed, nothing in it was stored: %w", s.path, err)
+		}
+		for _, op := range taken {
+			op.done <- err
+		}
+		return
+	}
+	for i, op := range taken {
+		op.done <- results[i]
+	}
+}
+
+// acquire waits for the file on behalf of a batch. Each operation waits at
+// most until its own deadline; those that time out fail, the rest keep
+// waiting. It returns the DB and the operations still pending, or a nil
+// DB once none are left.
+func (c *committer) acquire(batch []*writeOp) (*bolt.DB, []*writeOp) {
+	for {
+		live := batch[:0]
+		for _, op := range batch {
+			if op.state.Load() == opPending {
+				live = append(live, op)
+			}
+		}
+		batch = live
+		if len(batch) == 0 {
+			return nil, nil
+		}
+		deadline := batch[0].deadline
+		for _, op := range batch[1:] {
+			if op.deadline.Before(deadline) {
+				deadline = op.deadline
+			}
+		}
+		db, err := c.store.lease.acquire(context.Background(), deadline)
+		if err == nil {
+			return db, batch
+		}
+		for _, op := range batch {
+			if errors.Is(err, ErrLockTimeout) && time.Now().Before(op.deadline) {
+				continue // its own deadline is later; keep waiting
+			}
+			if op.state.CompareAndSwap(opPending, opTaken) {
+				op.done <- err
+			}
+		}
+	}
+}

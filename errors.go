@@ -1,0 +1,40 @@
+package boltstore
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrInvalidArgument reports input the store refuses before touching the
+// file: a missing coordinate, a name that is not valid UTF-8 or too long, or
+// a checkpoint with neither offset nor sequence number.
+var ErrInvalidArgument = errors.New("boltstore: invalid argument")
+
+// ErrCorrupt reports a store file that is damaged: a record whose checksum
+// does not match, a page bbolt cannot read, or a file shorter than its own
+// metadata says. The data is never returned. Run `ehcheckpoints check FILE`
+// for a report and restore from a backup.
+var ErrCorrupt = errors.New("boltstore: store file is damaged")
+
+// ErrUnsupportedFormat reports a file that is not a boltstore file, or one
+// written by a newer boltstore with a format this version cannot read.
+var ErrUnsupportedFormat = errors.New("boltstore: unsupported file format")
+
+// ErrClosed reports a call on a Store after Close.
+var ErrClosed = errors.New("boltstore: store is closed")
+
+// ErrLockTimeout reports that another process held the store file for
+// longer than Options.LockTimeout.
+var ErrLockTimeout = errors.New("boltstore: timed out waiting for the file lock")
+
+// fileError wraps err with the store file's path, so that every error a
+// caller sees names the file it is about.
+func fileError(path string, err error) error {
+	return fmt.Errorf("%s: %w", path, err)
+}
+
+// corruptError builds an ErrCorrupt for path with advice on what to do.
+func corruptError(path, detail string) error {
+	return fmt.Errorf("%s: %w: %s (run `ehcheckpoints check %s`; restore from a backup if it reports damage)",
+		path, ErrCorrupt, detail, path)
+}

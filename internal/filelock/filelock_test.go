@@ -1,0 +1,67 @@
+package filelock
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func openTwice(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "f")
+	a, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func TestTryLockExcludesOtherDescriptions(t *testing.T) {
+	a, b := openTwice(t)
+	if err := TryLock(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := TryLock(a); err != nil {
+		t.Fatalf("re-lock through the same description: %v", err)
+	}
+	if err := TryLock(b); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("second description got %v, want ErrWouldBlock", err)
+	}
+	if err := Unlock(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := TryLock(b); err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+}
+
+func TestWaiterSignal(t *testing.T) {
+	if !WaiterSignals {
+		t.Skip("no open-file-description locks on this platform")
+	}
+	holder, waiter := openTwice(t)
+	if present, err := WaiterPresent(holder); err != nil || present {
+		t.Fatalf("before announce: present=%v err=%v", present, err)
+	}
+	if err := AnnounceWaiter(waiter); err != nil {
+		t.Fatal(err)
+	}
+	if present, err := WaiterPresent(holder); err != nil || !present {
+		t.Fatalf("after announce: present=%v err=%v", present, err)
+	}
+	if present, err := WaiterPresent(waiter); err != nil || present {
+		t.Fatalf("a waiter must not see itself: present=%v err=%v", present, err)
+	}
+	if err := WithdrawWaiter(waiter); err != nil {
+		t.Fatal(err)
+	}
+	if present, err := WaiterPresent(holder); err != nil || present {
+		t.Fatalf("after withdraw: present=%v err=%v", present, err)
+	}
+}

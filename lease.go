@@ -1,0 +1,271 @@
+package boltstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ehcheckpoints/boltstore/internal/filelock"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Timing of the lease. janitorInterval bounds how long a waiting process
+// goes unnoticed; handoverCourtesy keeps a holder that just handed over from
+// grabbing the file straight back before the waiter, which polls at most
+// maxPollInterval apart, can take it.
+const (
+	janitorInterval  = time.Millisecond
+	minPollInterval  = 50 * time.Microsecond
+	maxPollInterval  = time.Millisecond
+	handoverCourtesy = 2 * time.Millisecond
+)
+
+// lease is a Store's hold on the file. bbolt keeps an exclusive flock for
+// as long as a writable DB is open, so a lease opens the DB when a call
+// needs it, keeps it while calls keep coming, and closes it when the store
+// goes idle or another process announces that it waits (see the package
+// documentation).
+type lease struct {
+	path        string
+	idleRelease time.Duration
+	noSync      bool
+
+	mu        sync.Mutex
+	db        *bolt.DB
+	file      *os.File // the descriptor bbolt holds the flock through
+	users     int
+	draining  bool // admit no new users; close once users is zero
+	acquiring bool
+	closed    bool
+	lastUsed  time.Time
+	// handedOver is when the file was last given up to a waiting process.
+	handedOver time.Time
+	// changed is closed and replaced on every state change, to wake
+	// goroutines waiting in acquire.
+	changed chan struct{}
+}
+
+func newLease(path string, opts *Options) *lease {
+	return &lease{
+		path:        path,
+		idleRelease: opts.IdleRelease,
+		noSync:      opts.NoSync,
+		changed:     make(chan struct{}),
+	}
+}
+
+// acquire returns the open DB, opening it first when needed, and counts the
+// caller as a user until it calls release. It gives up at deadline with
+// ErrLockTimeout, or when ctx ends.
+func (l *lease) acquire(ctx context.Context, deadline time.Time) (*bolt.DB, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		l.mu.Lock()
+		switch {
+		case l.closed:
+			l.mu.Unlock()
+			return nil, fileError(l.path, ErrClosed)
+		case l.db != nil && !l.draining:
+			l.users++
+			db := l.db
+			l.mu.Unlock()
+			return db, nil
+		case l.db == nil && !l.acquiring:
+			l.acquiring = true
+			notBefore := l.handedOver.Add(handoverCourtesy)
+			l.mu.Unlock()
+			return l.open(ctx, deadline, notBefore)
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(time.Until(deadline))
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, fileError(l.path, ctx.Err())
+		case <-timer.C:
+			return nil, lockTimeoutError(l.path)
+		}
+	}
+}
+
+// open takes the flock and opens the DB for acquire.
+func (l *lease) open(ctx context.Context, deadline, notBefore time.Time) (*bolt.DB, error) {
+	db, file, err := l.lockAndOpen(ctx, deadline, notBefore)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.acquiring = false
+	l.wakeLocked()
+	if err != nil {
+		return nil, err
+	}
+	if l.closed {
+		// Close ran while the lock was being taken.
+		_ = db.Close()
+		return nil, fileError(l.path, ErrClosed)
+	}
+	l.db, l.file, l.draining, l.users = db, file, false, 1
+	go l.janitor(db)
+	return db, nil
+}
+
+func lockTimeoutError(path string) error {
+	return fmt.Errorf("%s: %w: another process kept the file locked; find it with `fuser %s`",
+		path, ErrLockTimeout, path)
+}
+
+// lockAndOpen waits for the flock, announcing itself as a waiter while it
+// polls, and then opens bbolt on the locked descriptor.
+func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time) (*bolt.DB, *os.File, error) {
+	f, err := os.OpenFile(l.path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	announced := false
+	defer func() {
+		if announced {
+			_ = filelock.WithdrawWaiter(f)
+		}
+	}()
+	if wait := time.Until(notBefore); wait > 0 {
+		// We just handed the file over; let the waiter take it first, and
+		// tell it now that we want the file back.
+		announced = filelock.AnnounceWaiter(f) == nil
+		if err := sleepCtx(ctx, wait); err != nil {
+			f.Close()
+			return nil, nil, fileError(l.path, err)
+		}
+	}
+	interval := minPollInterval
+	for {
+		err := filelock.TryLock(f)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, filelock.ErrWouldBlock) {
+			f.Close()
+			return nil, nil, err
+		}
+		if !announced {
+			announced = filelock.AnnounceWaiter(f) == nil
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			f.Close()
+			return nil, nil, lockTimeoutError(l.path)
+		}
+		if err := sleepCtx(ctx, min(interval, remaining)); err != nil {
+			f.Close()
+			return nil, nil, fileError(l.path, err)
+		}
+		interval = min(2*interval, maxPollInterval)
+	}
+	db, err := openBolt(l.path, f, l.noSync)
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, f, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// release ends one use begun by acquire.
+func (l *lease) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.users--
+	l.lastUsed = time.Now()
+	if l.users == 0 && (l.draining || l.closed) {
+		l.closeDBLocked()
+	}
+}
+
+// discard drops the open DB once its current users are done, so that the
+// next call reopens the file from disk. Used after a failed commit or a
+// bbolt panic, when the in-memory state may no longer match the file.
+func (l *lease) discard() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.db == nil {
+		return
+	}
+	l.draining = true
+	if l.users == 0 {
+		l.closeDBLocked()
+	}
+}
+
+// janitor watches a held DB: it hands the file over when another process
+// waits, or when the store has been idle for idleRelease.
+func (l *lease) janitor(db *bolt.DB) {
+	ticker := time.NewTicker(janitorInterval)
+	defer ticker.Stop()
+	for range ticker.C {
+		l.mu.Lock()
+		if l.db != db {
+			l.mu.Unlock()
+			return
+		}
+		if !l.draining {
+			if waiting, _ := filelock.WaiterPresent(l.file); waiting {
+				l.draining = true
+				l.handedOver = time.Now()
+			} else if l.users == 0 && time.Since(l.lastUsed) >= l.idleRelease {
+				l.draining = true
+			}
+		}
+		if l.draining && l.users == 0 {
+			l.closeDBLocked()
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+	}
+}
+
+// closeDBLocked closes the DB, which releases the flock and the descriptor.
+func (l *lease) closeDBLocked() {
+	if l.db == nil {
+		return
+	}
+	// A close error leaves nothing to recover: every commit was already
+	// synced, and the descriptor is gone either way.
+	_ = l.db.Close()
+	l.db, l.file, l.draining = nil, nil, false
+	l.wakeLocked()
+}
+
+func (l *lease) wakeLocked() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// close stops admitting users and closes the DB once the last one is done.
+func (l *lease) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	if l.users == 0 {
+		l.closeDBLocked()
+	}
+	l.wakeLocked()
+}

@@ -1,0 +1,250 @@
+package boltstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
+)
+
+// ClaimOwnership claims each ownership whose ETag matches the stored one. A
+// nil or empty ETag claims only a partition that has no ownership record
+// yet. An empty OwnerID relinquishes the partition. Claims that lose are
+// left out of the result; that is not an error. Each claim that wins gets a
+// fresh etag and the store's clock as LastModifiedTime, and the result
+// carries both. All claims of one call are decided and written in one
+// transaction, also against other processes using the file; the call
+// returns after the transaction is on disk.
+func (s *Store) ClaimOwnership(ctx context.Context, ownerships []azeventhubs.Ownership, _ *azeventhubs.ClaimOwnershipOptions) ([]azeventhubs.Ownership, error) {
+	if len(ownerships) == 0 {
+		return nil, nil
+	}
+	claims := make([]claim, len(ownerships))
+	for i, o := range ownerships {
+		if err := checkOwnership(o); err != nil {
+			return nil, fmt.Errorf("%s: ownerships[%d] (%s): %w", s.path, i, coordinates(o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup, o.PartitionID), err)
+		}
+		claims[i] = claim{ownership: o, group: newGroupKey(o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup)}
+		claims[i].partitionKey = appendPartitionKey(nil, o.PartitionID)
+	}
+	var claimed []azeventhubs.Ownership
+	err := s.committer.write(ctx, func(tx *bolt.Tx, enc *recordEncoder) (error, error) {
+		claimed = claimed[:0]
+		if err := s.decideClaims(tx, claims); err != nil {
+			return err, nil
+		}
+		now := s.now()
+		for i := range claims {
+			c := &claims[i]
+			if !c.wins {
+				continue
+			}
+			b, err := createRecordBucket(tx, c.group, kindOwnership)
+			if err != nil {
+				return nil, err
+			}
+			rec := ownershipRecord{ownerID: c.ownership.OwnerID, etag: uuid.NewString(), modified: now.UnixNano()}
+			if err := b.Put(c.partitionKey, enc.ownership(c.group.checksumPrefix(kindOwnership), c.partitionKey, rec)); err != nil {
+				return nil, err
+			}
+			won := c.ownership
+			etag := azcore.ETag(rec.etag)
+			won.ETag, won.LastModifiedTime = &etag, now
+			claimed = append(claimed, won)
+		}
+		return nil, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return claimed, nil
+}
+
+// claim is one ownership of a ClaimOwnership call on its way through the
+// transaction.
+type claim struct {
+	ownership    azeventhubs.Ownership
+	group        groupKey
+	partitionKey []byte
+	wins         bool
+}
+
+// decideClaims compares every claim with the stored etag before anything
+// is written. Claims of one call on the same partition are decided in
+// order: a later one sees the etag an earlier winner will write, which no
+// caller can know, so it loses.
+func (s *Store) decideClaims(tx *bolt.Tx, claims []claim) error {
+	decided := make(map[string]bool, len(claims))
+	for i := range claims {
+		c := &claims[i]
+		key := string(c.group.namespace) + "\x00" + string(c.group.hub) + "\x00" + string(c.group.group) + "\x00" + string(c.partitionKey)
+		if decided[key] {
+			c.wins = false
+			continue
+		}
+		current, exists, err := s.storedETag(tx, c.group, c.partitionKey, c.ownership)
+		if err != nil {
+			return err
+		}
+		want := ""
+		if c.ownership.ETag != nil {
+			want = string(*c.ownership.ETag)
+		}
+		if want == "" {
+			c.wins = !exists
+		} else {
+			c.wins = exists && current == want
+		}
+		if c.wins {
+			decided[key] = true
+		}
+	}
+	return nil
+}
+
+// storedETag reads the etag of the stored ownership of a partition.
+func (s *Store) storedETag(tx *bolt.Tx, g groupKey, partitionKey []byte, o azeventhubs.Ownership) (string, bool, error) {
+	b := recordBucket(tx, g, kindOwnership)
+	if b == nil {
+		return "", false, nil
+	}
+	value := b.Get(partitionKey)
+	if value == nil {
+		return "", false, nil
+	}
+	_, etag, _, err := decodeOwnership(g.checksumPrefix(kindOwnership), partitionKey, value)
+	if err != nil {
+		return "", false, s.recordError("ownership", o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup, o.PartitionID, err)
+	}
+	return string(etag), true, nil
+}
+
+func checkOwnership(o azeventhubs.Ownership) error {
+	if err := checkGroup(o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup); err != nil {
+		return err
+	}
+	if err := checkName("PartitionID", o.PartitionID, true); err != nil {
+		return err
+	}
+	if err := checkName("OwnerID", o.OwnerID, false); err != nil {
+		return err
+	}
+	if o.ETag != nil {
+		return checkName("ETag", string(*o.ETag), false)
+	}
+	return nil
+}
+
+// coordinates formats a record's address for error messages.
+func coordinates(namespace, hub, group, partition string) string {
+	if partition == "" {
+		return fmt.Sprintf("namespace %q, event hub %q, consumer group %q", namespace, hub, group)
+	}
+	return fmt.Sprintf("namespace %q, event hub %q, consumer group %q, partition %q", namespace, hub, group, partition)
+}
+
+// recordError reports a damaged record with its coordinates.
+func (s *Store) recordError(kind, namespace, hub, group, partition string, err error) error {
+	return corruptError(s.path, fmt.Sprintf("%s record of %s: %v", kind, coordinates(namespace, hub, group, partition), err))
+}
+
+// ListOwnership returns every ownership record of one consumer group, in
+// partition order (numeric ids numerically), with the coordinates spelled
+// as in the call. An unknown group gives an empty result.
+func (s *Store) ListOwnership(ctx context.Context, namespace, hub, group string, _ *azeventhubs.ListOwnershipOptions) ([]azeventhubs.Ownership, error) {
+	if err := checkGroup(namespace, hub, group); err != nil {
+		return nil, fmt.Errorf("%s: ListOwnership(%s): %w", s.path, coordinates(namespace, hub, group, ""), err)
+	}
+	g := newGroupKey(namespace, hub, group)
+	var result []azeventhubs.Ownership
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		b := recordBucket(tx, g, kindOwnership)
+		if b == nil {
+			return nil
+		}
+		n, size := countRecords(b)
+		result = make([]azeventhubs.Ownership, 0, n)
+		etags := make([]azcore.ETag, n)
+		text := newTextSlab(size)
+		prefix := g.checksumPrefix(kindOwnership)
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			id, ok := partitionIDBytes(k)
+			if !ok {
+				return s.recordError("ownership", namespace, hub, group, fmt.Sprintf("%x", k), fmt.Errorf("malformed partition key"))
+			}
+			owner, etag, modified, err := decodeOwnership(prefix, k, v)
+			if err != nil {
+				return s.recordError("ownership", namespace, hub, group, string(id), err)
+			}
+			i := len(result)
+			etags[i] = azcore.ETag(text.add(etag))
+			result = append(result, azeventhubs.Ownership{
+				FullyQualifiedNamespace: namespace,
+				EventHubName:            hub,
+				ConsumerGroup:           group,
+				PartitionID:             text.add(id),
+				OwnerID:                 text.addShared(owner),
+				LastModifiedTime:        time.Unix(0, modified).UTC(),
+				ETag:                    &etags[i],
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result, nil
+}
+
+// countRecords counts a bucket's records and the bytes of their keys and
+// values, which bound the text a list copies out of them.
+func countRecords(b *bolt.Bucket) (n, size int) {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		n++
+		size += len(k) + len(v)
+	}
+	return n, size
+}
+
+// textSlab copies the strings of one list into a single allocation. bbolt's
+// bytes are only valid inside the transaction, so each string must be
+// copied; one slab instead of one allocation per string keeps lists fast.
+type textSlab struct {
+	b      strings.Builder
+	shared []string // repeated values (owner ids) are stored once
+}
+
+func newTextSlab(size int) *textSlab {
+	t := &textSlab{}
+	t.b.Grow(size)
+	return t
+}
+
+// add copies p into the slab. The slab never outgrows the capacity given to
+// newTextSlab, so strings handed out earlier stay valid.
+func (t *textSlab) add(p []byte) string {
+	start := t.b.Len()
+	t.b.Write(p)
+	return t.b.String()[start:]
+}
+
+// addShared is add for values that repeat across records.
+func (t *textSlab) addShared(p []byte) string {
+	for _, s := range t.shared {
+		if s == string(p) {
+			return s
+		}
+	}
+	s := t.add(p)
+	if len(t.shared) < 8 {
+		t.shared = append(t.shared, s)
+	}
+	return s
+}

@@ -1,0 +1,167 @@
+package boltstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+var _ azeventhubs.CheckpointStore = (*Store)(nil)
+
+// Options configure a Store. The zero value of each field selects its
+// default, so a nil *Options is the same as &Options{}.
+type Options struct {
+	// Now is the store's clock. It stamps ownerships (LastModifiedTime)
+	// and checkpoints (when written). Default: time.Now.
+	Now func() time.Time
+
+	// LockTimeout bounds how long a call waits while another process holds
+	// the file before it fails with ErrLockTimeout. A context deadline that
+	// is sooner wins. Default: 10s.
+	LockTimeout time.Duration
+
+	// IdleRelease is how long the store keeps the file after its last call
+	// before releasing it unasked. Other processes do not have to wait for
+	// it: on Linux they ask, and the store hands the file over at once.
+	// Default: 100ms.
+	IdleRelease time.Duration
+
+	// NoSync skips fsync on commit. A crash of the machine (not of the
+	// process) can then lose acknowledged writes or damage the file. For
+	// tests only. Default: false.
+	NoSync bool
+}
+
+// Defaults of the Options fields.
+const (
+	DefaultLockTimeout = 10 * time.Second
+	DefaultIdleRelease = 100 * time.Millisecond
+)
+
+func (o *Options) withDefaults() (Options, error) {
+	var opts Options
+	if o != nil {
+		opts = *o
+	}
+	if opts.LockTimeout < 0 || opts.IdleRelease < 0 {
+		return opts, fmt.Errorf("%w: negative duration in Options", ErrInvalidArgument)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = DefaultLockTimeout
+	}
+	if opts.IdleRelease == 0 {
+		opts.IdleRelease = DefaultIdleRelease
+	}
+	return opts, nil
+}
+
+// Store is a checkpoint store in one bbolt file. It implements
+// azeventhubs.CheckpointStore and is safe for concurrent use, also by
+// several processes that open the same file.
+type Store struct {
+	path      string
+	opts      Options
+	lease     *lease
+	committer *committer
+}
+
+// Open opens the store file at path, creating it (mode 0600) if it does not
+// exist. It fails with ErrUnsupportedFormat for a file that is not a
+// boltstore file or comes from a newer version, with ErrCorrupt for a
+// damaged one, and with ErrLockTimeout if another process keeps the file
+// locked. Open verifies the file's page structure, which takes time in
+// proportion to its size.
+func Open(path string, opts *Options) (*Store, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, fileError(path, err)
+	}
+	if err := createIfMissing(path); err != nil {
+		return nil, fileError(path, err)
+	}
+	s := &Store{path: path, opts: o, lease: newLease(path, &o)}
+	err = s.view(context.Background(), func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return corruptError(path, err.Error())
+		}
+		return nil
+	})
+	if err != nil {
+		s.lease.close()
+		return nil, err
+	}
+	s.committer = newCommitter(s)
+	return s, nil
+}
+
+// createIfMissing creates an initialised store file at path unless one
+// exists. It builds the file under a temporary name and links it into
+// place, so no process ever sees a half-made file, and two processes
+// creating the same store at once both end up with the same one.
+func createIfMissing(path string) error {
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".new-*")
+	if err != nil {
+		return err
+	}
+	tmpPath := tmp.Name()
+	defer os.Remove(tmpPath)
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	db, err := bolt.Open(tmpPath, 0o600, nil)
+	if err != nil {
+		return err
+	}
+	if err := db.Update(initBolt); err != nil {
+		db.Close()
+		return err
+	}
+	if err := db.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(tmpPath, path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a new directory entry durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Path returns the store file's path as given to Open.
+func (s *Store) Path() string { return s.path }
+
+// Close commits queued writes, waits for running calls, and releases the
+// file. Calls after Close fail with ErrClosed. Close is safe to call twice.
+func (s *Store) Close() error {
+	s.committer.close()
+	s.lease.close()
+	return nil
+}
+
+// now is the store's clock, truncated to what records store (nanoseconds,
+// UTC, no monotonic reading), so a claim's result equals what lists return.
+func (s *Store) now() time.Time {
+	return time.Unix(0, s.opts.Now().UnixNano()).UTC()
+}
