@@ -140,14 +140,7 @@ func createIfMissing(path string) error {
 }
 
 // syncDir makes a new directory entry durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func syncDir(dir string) error { return syncFile(dir) }
 
 // Path returns the store file's path as given to Open.
 func (s *Store) Path() string { return s.path }
