@@ -25,7 +25,9 @@ import (
 // runs against each, and against the in-memory reference.
 var storeModes = map[string]func(t *testing.T) azeventhubs.CheckpointStore{
 	"reference": func(*testing.T) azeventhubs.CheckpointStore { return newReferenceStore() },
-	"default":   func(t *testing.T) azeventhubs.CheckpointStore { return openTestStore(t, filepath.Join(t.TempDir(), "cp.db"), nil) },
+	"default": func(t *testing.T) azeventhubs.CheckpointStore {
+		return openTestStore(t, filepath.Join(t.TempDir(), "cp.db"), nil)
+	},
 	"nosync": func(t *testing.T) azeventhubs.CheckpointStore {
 		return openTestStore(t, filepath.Join(t.TempDir(), "cp.db"), &Options{NoSync: true})
 	},
