@@ -82,7 +82,10 @@ func (s *session) attach(p performative) error {
 	resp := make([]any, attMaxMessageSize+1)
 	resp[attName], resp[attHandle], resp[attRole] = l.name, handle, !l.sending
 	resp[attSndSettle], resp[attRcvSettle] = p.field(attSndSettle), p.field(attRcvSettle)
-	if aerr == nil {
+	// A receiver refused for its epoch attaches and is then detached with
+	// amqp:link:stolen, which the SDK reports as ownership lost; other
+	// failures refuse the attach itself (no terminus).
+	if aerr == nil || aerr.Condition == condStolen {
 		resp[attSource] = described{uint64(codeSource), []any{source}}
 		resp[attTarget] = described{uint64(codeTarget), []any{target}}
 	}
