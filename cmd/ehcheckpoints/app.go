@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of the command.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// app is what a verb may use of its surroundings. Verbs write through it,
+// never to os.Stdout or os.Stderr, so that run can be driven with buffers.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	// now is the clock that ages and expiry are measured against.
+	now func() time.Time
+}
+
+// verbs holds the constructors registered by the verb files' init
+// functions, in registration order.
+var verbs []func(*app) *cobra.Command
+
+// registerVerb adds a verb to the command. Each verb file calls it from
+// init, so adding a verb means adding a file and touching nothing else.
+func registerVerb(newCmd func(*app) *cobra.Command) {
+	verbs = append(verbs, newCmd)
+}
+
+// envNow names the environment variable that, when set to an RFC 3339 time,
+// fixes the clock ages are measured against. Tests use it to compare whole
+// tables with golden files; nobody else needs it.
+const envNow = "EHCHECKPOINTS_NOW"
+
+// usageError marks an error as the user's mistake in calling the command,
+// which exits with exitUsage instead of exitError.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// usagef returns a usageError with a formatted message.
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// run executes the command line args and returns the exit code: exitOK,
+// exitError when the verb failed, or exitUsage when the command line was
+// wrong. SIGINT and SIGTERM cancel the verb's context.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
+	if v := os.Getenv(envNow); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			fmt.Fprintf(stderr, "ehcheckpoints: %s: %v\n", envNow, err)
+			return exitUsage
+		}
+		a.now = func() time.Time { return t }
+	}
+
+	// Cobra validates flags and arguments before it runs PersistentPreRun,
+	// so an error from a command that never got that far is a usage error.
+	started := false
+	root := &cobra.Command{
+		Use:   "ehcheckpoints",
+		Short: "Inspect and repair the checkpoint store of Event Hubs processors",
+		Long: `ehcheckpoints reads and edits a boltstore checkpoint file: the ownerships
+and checkpoints that Azure Event Hubs processors share. Every verb works on
+a file that running processors hold open; they hand it over in milliseconds.`,
+		Args:          cobra.NoArgs,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRun: func(*cobra.Command, []string) {
+			started = true
+		},
+		RunE: func(*cobra.Command, []string) error {
+			return usagef("no verb given")
+		},
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.CompletionOptions.DisableDefaultCmd = true
+	for _, newCmd := range verbs {
+		root.AddCommand(newCmd(a))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "ehcheckpoints: %v\n", err)
+	var usage usageError
+	if !started || errors.As(err, &usage) {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return exitUsage
+	}
+	return exitError
+}
+
+// exactArgs is cobra.ExactArgs with a message that names the arguments the
+// verb wants, for example exactArgs("FILE", "DEST").
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != len(names) {
+			return fmt.Errorf("%s takes %d argument(s) (%v), got %d", cmd.Name(), len(names), names, len(args))
+		}
+		return nil
+	}
+}
