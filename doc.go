@@ -1,0 +1,64 @@
+// Package boltstore is a checkpoint store for Azure Event Hubs processors
+// (azeventhubs.CheckpointStore) that keeps ownerships and checkpoints in one
+// local bbolt file. It suits processors on one host, edge devices without
+// cloud storage, and laptops:
+//
+//	store, err := boltstore.Open("checkpoints.db", nil)
+//	...
+//	processor, err := azeventhubs.NewProcessor(consumerClient, store, nil)
+//
+// # Semantics
+//
+// The store follows the contract of the official Blob store. A claim
+// succeeds only if its ETag matches the stored one, or, with a nil or empty
+// ETag, if no record exists; losing claims are omitted from the result. An
+// empty OwnerID relinquishes a partition. Each successful claim gets a fresh
+// UUID etag and LastModifiedTime from the store's clock (Options.Now).
+// SetCheckpoint replaces the partition's checkpoint without checking
+// ownership and refuses one with neither offset nor sequence number.
+// Namespace, event hub and consumer group are case-insensitive; lists echo
+// the caller's spelling and return partitions in numeric order. A call
+// returns after its data is fsync'd, unless Options.NoSync is set.
+//
+// # Several processes, one file
+//
+// bbolt keeps an exclusive flock on a file for as long as it is open for
+// writing. A Store therefore holds the file only while it uses it, under a
+// lease:
+//
+//   - The first call opens the file (a few tens of microseconds) and the
+//     store keeps it open while calls keep coming, so a busy processor pays
+//     nothing per call for sharing.
+//   - A process that wants the file while another holds it polls the flock
+//     and, meanwhile, holds a shared open-file-description lock on one byte
+//     far past the end of the file. The holder looks for that lock every
+//     millisecond; when it sees one it stops admitting calls, finishes those
+//     in flight, closes the file and stays away for a moment so the waiter
+//     gets in. Handing over costs about a millisecond.
+//   - A holder that is idle for Options.IdleRelease closes the file unasked.
+//     On systems without open-file-description locks (anything but Linux),
+//     this is the only way the file changes hands, so a continuously busy
+//     store there keeps other processes waiting until Options.LockTimeout.
+//
+// Reopening re-reads the file, so each process sees the others' committed
+// writes, and claims stay atomic across processes because every write
+// transaction runs under the one flock.
+//
+// # Writes
+//
+// SetCheckpoint and ClaimOwnership calls are queued to one committer
+// goroutine, which applies everything queued since its last commit in one
+// transaction and one fsync pair. A lone caller commits at once; callers
+// that arrive during a commit share the next. A caller whose input is
+// invalid fails before it is queued; one whose context ends before its
+// write is taken is skipped and nothing of it is written. If the context
+// ends while its write is being committed, the call returns at once and the
+// write may or may not be stored.
+//
+// # Damage
+//
+// Every record carries a CRC-32C over its coordinates and contents. Open
+// verifies the page structure; bbolt panics and faults on damaged pages are
+// contained. A damaged file gives ErrCorrupt naming the file, never wrong
+// data.
+package boltstore

@@ -1,0 +1,83 @@
+package boltstore_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	"github.com/ehcheckpoints/boltstore"
+)
+
+// A processor uses the store like any other checkpoint store. The consumer
+// client here points at a local emulator address; creating it and the
+// processor does not connect, Run does.
+func Example() {
+	dir, err := os.MkdirTemp("", "boltstore-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	store, err := boltstore.Open(filepath.Join(dir, "checkpoints.db"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+
+	const connectionString = "Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=k;SharedAccessKey=v;EntityPath=orders;UseDevelopmentEmulator=true"
+	consumerClient, err := azeventhubs.NewConsumerClientFromConnectionString(connectionString, "", azeventhubs.DefaultConsumerGroup, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer consumerClient.Close(context.Background())
+
+	processor, err := azeventhubs.NewProcessor(consumerClient, store, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Start it with processor.Run(ctx) and serve partitions from
+	// processor.NextPartitionClient(ctx), as with the Blob checkpoint store.
+	fmt.Println(processor != nil)
+	// Output: true
+}
+
+// Claims are optimistic: a claim names the etag it last saw, and only one
+// claimant wins. The loser is left out of the result.
+func ExampleStore_ClaimOwnership() {
+	dir, err := os.MkdirTemp("", "boltstore-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	store, err := boltstore.Open(filepath.Join(dir, "checkpoints.db"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	ctx := context.Background()
+
+	partition := azeventhubs.Ownership{
+		FullyQualifiedNamespace: "example.servicebus.windows.net",
+		EventHubName:            "orders",
+		ConsumerGroup:           "$Default",
+		PartitionID:             "0",
+	}
+	// Two instances saw no record (nil ETag): only the first create wins.
+	first, second := partition, partition
+	first.OwnerID, second.OwnerID = "instance-a", "instance-b"
+	won, _ := store.ClaimOwnership(ctx, []azeventhubs.Ownership{first}, nil)
+	lost, _ := store.ClaimOwnership(ctx, []azeventhubs.Ownership{second}, nil)
+	fmt.Println(len(won), len(lost))
+
+	// instance-b takes over with the etag it listed.
+	listed, _ := store.ListOwnership(ctx, partition.FullyQualifiedNamespace, partition.EventHubName, "$default", nil)
+	second.ETag = listed[0].ETag
+	won, _ = store.ClaimOwnership(ctx, []azeventhubs.Ownership{second}, nil)
+	fmt.Println(won[0].OwnerID, *won[0].ETag != *listed[0].ETag)
+	// Output:
+	// 1 0
+	// instance-b true
+}
