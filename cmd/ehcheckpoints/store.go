@@ -1,0 +1,198 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ehcheckpoints/boltstore"
+	"github.com/spf13/cobra"
+)
+
+// openStore opens the store file at path with the default options, the ones
+// processors use, so the CLI takes its turn on a file they hold like any
+// other process. boltstore.Open creates a missing file; only verbs that
+// write data (create) want that, the others report the missing file.
+func openStore(path string, create bool) (*boltstore.Store, error) {
+	if !create {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: no such store file", path)
+		}
+	}
+	return boltstore.Open(path, nil)
+}
+
+// defaultExpiry is the processors' default ownership expiration.
+const defaultExpiry = 2 * time.Minute
+
+// addScopeFlags adds --namespace, --hub and --group, which narrow a verb to
+// part of the file.
+func addScopeFlags(cmd *cobra.Command, scope *boltstore.Scope) {
+	f := cmd.Flags()
+	f.StringVarP(&scope.Namespace, "namespace", "n", "", "only this fully qualified namespace (case-insensitive)")
+	f.StringVar(&scope.EventHub, "hub", "", "only this event hub (case-insensitive)")
+	f.StringVarP(&scope.ConsumerGroup, "group", "g", "", "only this consumer group (case-insensitive)")
+}
+
+// addExpiryFlag adds --expiry, the age after which processors treat an
+// ownership as free.
+func addExpiryFlag(cmd *cobra.Command, expiry *time.Duration) {
+	cmd.Flags().DurationVar(expiry, "expiry", defaultExpiry, "ownership expiration of the processors (their PartitionExpirationDuration)")
+}
+
+// partition is what the file holds about one partition: its ownership,
+// its checkpoint, or both.
+type partition struct {
+	id         string
+	ownership  *boltstore.Record
+	checkpoint *boltstore.Record
+}
+
+// owned reports whether an owner holds the partition, that is, whether a
+// processor would not take it: it has an owner id and its ownership is
+// younger than expiry.
+func (p *partition) owned(now time.Time, expiry time.Duration) bool {
+	return p.ownership != nil && p.ownership.OwnerID != "" && now.Sub(p.ownership.LastModifiedTime) < expiry
+}
+
+// group is one consumer group of one event hub and its partitions, sorted
+// by comparePartitionIDs.
+type group struct {
+	boltstore.Scope
+	partitions []*partition
+}
+
+// String formats the group's coordinates for messages.
+func (g *group) String() string {
+	return g.Namespace + "/" + g.EventHub + "/" + g.ConsumerGroup
+}
+
+// partition returns the group's partition with the given id, adding an
+// empty one if there is none.
+func (g *group) partition(id string) *partition {
+	i, found := slices.BinarySearchFunc(g.partitions, id, func(p *partition, id string) int {
+		return comparePartitionIDs(p.id, id)
+	})
+	if !found {
+		g.partitions = slices.Insert(g.partitions, i, &partition{id: id})
+	}
+	return g.partitions[i]
+}
+
+// groupRecords arranges records by consumer group, in the order of
+// namespace, event hub and consumer group names.
+func groupRecords(records []boltstore.Record) []*group {
+	var groups []*group
+	index := map[boltstore.Scope]*group{}
+	for i := range records {
+		r := &records[i]
+		key := boltstore.Scope{Namespace: r.Namespace, EventHub: r.EventHub, ConsumerGroup: r.ConsumerGroup}
+		g := index[key]
+		if g == nil {
+			g = &group{Scope: key}
+			index[key] = g
+			groups = append(groups, g)
+		}
+		p := g.partition(r.PartitionID)
+		if r.Type == boltstore.RecordOwnership {
+			p.ownership = r
+		} else {
+			p.checkpoint = r
+		}
+	}
+	slices.SortFunc(groups, func(a, b *group) int {
+		return cmp.Or(
+			strings.Compare(a.Namespace, b.Namespace),
+			strings.Compare(a.EventHub, b.EventHub),
+			strings.Compare(a.ConsumerGroup, b.ConsumerGroup))
+	})
+	return groups
+}
+
+// comparePartitionIDs orders partition ids as people expect: numeric ids
+// by value ("2" before "10"), then any other ids in byte order.
+func comparePartitionIDs(a, b string) int {
+	na, errA := strconv.ParseUint(a, 10, 64)
+	nb, errB := strconv.ParseUint(b, 10, 64)
+	switch {
+	case errA == nil && errB == nil:
+		return cmp.Or(cmp.Compare(na, nb), strings.Compare(a, b))
+	case errA == nil:
+		return -1
+	case errB == nil:
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+// target is a partition that an editing verb means to change.
+type target struct {
+	group     *group
+	partition *partition
+}
+
+// String formats the target for messages: "ns/hub/group partition 3".
+func (t target) String() string {
+	return t.group.String() + " partition " + t.partition.id
+}
+
+// editOptions are the flags every editing verb has.
+type editOptions struct {
+	expiry time.Duration
+	force  bool
+	dryRun bool
+}
+
+func (o *editOptions) addFlags(cmd *cobra.Command) {
+	addExpiryFlag(cmd, &o.expiry)
+	cmd.Flags().BoolVar(&o.force, "force", false, "change partitions even if an owner holds them")
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print what would change and change nothing")
+}
+
+// checkNotOwned refuses, unless --force, to change partitions that a live
+// owner holds: the owner keeps its own view of the partition and would
+// overwrite the change with its next checkpoint or claim.
+func (o *editOptions) checkNotOwned(targets []target, now time.Time) error {
+	if o.force {
+		return nil
+	}
+	var held []string
+	for _, t := range targets {
+		if t.partition.owned(now, o.expiry) {
+			own := t.partition.ownership
+			held = append(held, fmt.Sprintf("  %s: owner %s, renewed %s", t, own.OwnerID, ago(now, own.LastModifiedTime)))
+		}
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	return fmt.Errorf("refusing to change %d partition(s) whose owner renewed them within --expiry %s and would overwrite the change:\n%s\nstop those processors first, or use --force",
+		len(held), o.expiry, strings.Join(held, "\n"))
+}
+
+// foldScope spells a scope as the store keeps names: in lower case.
+func foldScope(scope boltstore.Scope) boltstore.Scope {
+	return boltstore.Scope{
+		Namespace:     strings.ToLower(scope.Namespace),
+		EventHub:      strings.ToLower(scope.EventHub),
+		ConsumerGroup: strings.ToLower(scope.ConsumerGroup),
+	}
+}
+
+// findGroup returns the group with the given coordinates, compared as the
+// store compares them (ignoring case), or nil.
+func findGroup(groups []*group, scope boltstore.Scope) *group {
+	scope = foldScope(scope)
+	for _, g := range groups {
+		if g.Scope == scope {
+			return g
+		}
+	}
+	return nil
+}
