@@ -195,15 +195,7 @@ func parseRecordLine(line []byte, a *app) (boltstore.Record, error) {
 // wrote, or would write.
 func printImportSummary(w io.Writer, verb string, records []boltstore.Record, file string) error {
 	for _, g := range groupRecords(records) {
-		ownerships, checkpoints := 0, 0
-		for _, p := range g.partitions {
-			if p.ownership != nil {
-				ownerships++
-			}
-			if p.checkpoint != nil {
-				checkpoints++
-			}
-		}
+		ownerships, checkpoints := g.counts()
 		if _, err := fmt.Fprintf(w, "%s %d ownership(s) and %d checkpoint(s) of %s into %s\n", verb, ownerships, checkpoints, g, file); err != nil {
 			return err
 		}

@@ -76,7 +76,7 @@ func (o *showOptions) render(ctx context.Context, a *app, s *boltstore.Store, w 
 		return writeShowJSON(w, groups, now, o.expiry)
 	}
 	if len(groups) == 0 {
-		_, err := fmt.Fprintln(w, "no consumer groups in scope")
+		_, err := fmt.Fprintln(w, noGroups)
 		return err
 	}
 	for i, g := range groups {
@@ -89,6 +89,10 @@ func (o *showOptions) render(ctx context.Context, a *app, s *boltstore.Store, w 
 	}
 	return nil
 }
+
+// noGroups is what the tables of ls and show say when there is nothing to
+// list, so that an empty table is not mistaken for a failure.
+const noGroups = "no consumer groups in scope"
 
 func writeShowTable(w io.Writer, g *group, now time.Time, expiry time.Duration) error {
 	fmt.Fprintf(w, "%s / %s / %s\n", g.Namespace, g.EventHub, g.ConsumerGroup)

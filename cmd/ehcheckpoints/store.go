@@ -85,6 +85,19 @@ func (g *group) partition(id string) *partition {
 	return g.partitions[i]
 }
 
+// counts returns how many ownerships and checkpoints the group holds.
+func (g *group) counts() (ownerships, checkpoints int) {
+	for _, p := range g.partitions {
+		if p.ownership != nil {
+			ownerships++
+		}
+		if p.checkpoint != nil {
+			checkpoints++
+		}
+	}
+	return ownerships, checkpoints
+}
+
 // groupRecords arranges records by consumer group, in the order of
 // namespace, event hub and consumer group names.
 func groupRecords(records []boltstore.Record) []*group {
@@ -195,4 +208,68 @@ func findGroup(groups []*group, scope boltstore.Scope) *group {
 		}
 	}
 	return nil
+}
+
+// selectOptions choose the partitions that set, reset and release change.
+type selectOptions struct {
+	scope      boltstore.Scope
+	partitions []string
+	all        bool
+}
+
+func (o *selectOptions) addFlags(cmd *cobra.Command) {
+	addScopeFlags(cmd, &o.scope)
+	cmd.Flags().StringSliceVarP(&o.partitions, "partition", "p", nil, "partition id; repeat it or separate ids with commas")
+	cmd.Flags().BoolVar(&o.all, "all", false, "every partition in scope")
+}
+
+// complete reports whether the scope names one consumer group outright.
+func (o *selectOptions) complete() bool {
+	return o.scope.Namespace != "" && o.scope.EventHub != "" && o.scope.ConsumerGroup != ""
+}
+
+// resolve picks the targets out of groups, the consumer groups in scope.
+// --partition needs the scope to come down to one group, which a file with
+// a single group does without flags; so does --all when oneGroup is set.
+// A complete scope names its group even if the file does not hold it yet,
+// so that set can write a group's first checkpoints.
+func (o *selectOptions) resolve(groups []*group, oneGroup bool) ([]target, error) {
+	if (len(o.partitions) > 0) == o.all {
+		return nil, usagef("give --partition or --all")
+	}
+	if (oneGroup || !o.all) && len(groups) != 1 {
+		if len(groups) == 0 && o.complete() {
+			groups = []*group{{Scope: foldScope(o.scope)}}
+		} else if err := oneGroupError(groups); err != nil {
+			return nil, err
+		}
+	}
+	var targets []target
+	for _, g := range groups {
+		if o.all {
+			for _, p := range g.partitions {
+				targets = append(targets, target{g, p})
+			}
+			continue
+		}
+		for _, id := range o.partitions {
+			if id == "" {
+				return nil, usagef("--partition is empty")
+			}
+			targets = append(targets, target{g, g.partition(id)})
+		}
+	}
+	return targets, nil
+}
+
+// oneGroupError explains why the scope does not come down to one group.
+func oneGroupError(groups []*group) error {
+	if len(groups) == 0 {
+		return errors.New("no consumer group in the file matches; give --namespace, --hub and --group")
+	}
+	names := make([]string, len(groups))
+	for i, g := range groups {
+		names[i] = "  " + g.String()
+	}
+	return fmt.Errorf("%d consumer groups match; narrow with --namespace, --hub and --group to one of:\n%s", len(groups), strings.Join(names, "\n"))
 }

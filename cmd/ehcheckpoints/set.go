@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/ehcheckpoints/boltstore"
+	"github.com/spf13/cobra"
+)
+
+func init() { registerVerb(newSetCmd) }
+
+func newSetCmd(a *app) *cobra.Command {
+	var sel selectOptions
+	var edit editOptions
+	var sequence int64
+	var offset string
+	cmd := &cobra.Command{
+		Use:   "set FILE (--partition ID... | --all) [--sequence N] [--offset O]",
+		Short: "Set partitions' checkpoints, for example to replay from an earlier event",
+		Long: `set replaces the checkpoint of the given partitions, or of every partition of
+a consumer group with --all, by one with the given --sequence and/or
+--offset. The whole checkpoint is replaced: a processor resumes from the
+offset when the checkpoint has one, else from the sequence number, so give
+only --sequence to have it start from a sequence number. The processor
+resumes after the checkpointed event.
+
+The scope flags can be left out when the file holds one consumer group.
+set refuses partitions whose owner is live (it would overwrite the change
+with its next checkpoint) unless --force; stop the processors first. All
+changes are written in one transaction.`,
+		Example: `  # Replay partition 3 from sequence number 1200 on.
+  ehcheckpoints set checkpoints.db --group '$Default' --partition 3 --sequence 1199
+
+  # Preview setting every partition of a group; nothing is written.
+  ehcheckpoints set checkpoints.db --hub orders --group billing --all --sequence 5000 --dry-run`,
+		Args: exactArgs("FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var cp boltstore.Record
+			if cmd.Flags().Changed("sequence") {
+				cp.SequenceNumber = &sequence
+			}
+			if cmd.Flags().Changed("offset") {
+				cp.Offset = &offset
+			}
+			if cp.SequenceNumber == nil && cp.Offset == nil {
+				return usagef("give --sequence, --offset or both")
+			}
+			s, err := openStore(args[0], false)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			records, err := s.Records(cmd.Context(), sel.scope)
+			if err != nil {
+				return err
+			}
+			targets, err := sel.resolve(groupRecords(records), true)
+			if err != nil {
+				return err
+			}
+			if len(targets) == 0 {
+				return fmt.Errorf("the consumer group has no partitions yet; name them with --partition")
+			}
+			now := a.now()
+			if err := edit.checkNotOwned(targets, now); err != nil {
+				return err
+			}
+			verb := "set"
+			if edit.dryRun {
+				verb = "would set"
+			}
+			updates := make([]boltstore.Record, len(targets))
+			for i, t := range targets {
+				r := cp
+				r.Type = boltstore.RecordCheckpoint
+				r.Namespace, r.EventHub, r.ConsumerGroup, r.PartitionID = t.group.Namespace, t.group.EventHub, t.group.ConsumerGroup, t.partition.id
+				r.WrittenAt = now
+				updates[i] = r
+			}
+			if !edit.dryRun {
+				if err := s.PutRecords(cmd.Context(), updates); err != nil {
+					return err
+				}
+			}
+			for i, t := range targets {
+				fmt.Fprintf(a.stdout, "%s %s: %s -> %s\n", verb, t, describeCheckpoint(t.partition.checkpoint), describeCheckpoint(&updates[i]))
+			}
+			return nil
+		},
+	}
+	sel.addFlags(cmd)
+	edit.addFlags(cmd)
+	cmd.Flags().Int64Var(&sequence, "sequence", 0, "the checkpoint's sequence number")
+	cmd.Flags().StringVar(&offset, "offset", "", "the checkpoint's offset")
+	return cmd
+}
+
+// describeCheckpoint tells a checkpoint's position in words, for messages.
+func describeCheckpoint(cp *boltstore.Record) string {
+	if cp == nil {
+		return "no checkpoint"
+	}
+	seq, off := "none", "none"
+	if cp.SequenceNumber != nil {
+		seq = strconv.FormatInt(*cp.SequenceNumber, 10)
+	}
+	if cp.Offset != nil {
+		off = strconv.Quote(*cp.Offset)
+	}
+	return "sequence " + seq + ", offset " + off
+}
