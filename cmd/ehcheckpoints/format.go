@@ -38,3 +38,17 @@ func humanDuration(d time.Duration) string {
 	}
 	return fmt.Sprintf("%ds", s)
 }
+
+// humanSize formats a file size in binary units: "32 KiB".
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	value, prefix := float64(n)/unit, 0
+	for value >= unit && prefix < 4 {
+		value /= unit
+		prefix++
+	}
+	return fmt.Sprintf("%.1f %ciB", value, "KMGTP"[prefix])
+}

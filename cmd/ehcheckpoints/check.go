@@ -1,0 +1,59 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ehcheckpoints/boltstore"
+	"github.com/spf13/cobra"
+)
+
+func init() { registerVerb(newCheckCmd) }
+
+func newCheckCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check FILE",
+		Short: "Verify the file's structure and every record's checksum",
+		Long: `check reads the whole file, while processors keep using it, and verifies
+bbolt's page structure, the format marker, and the checksum and encoding of
+every ownership and checkpoint. It prints "ok" and exits with status 0 for
+a healthy file. For a damaged one it prints each problem found and exits
+with status 1: restore the file from a backup (see 'backup').`,
+		Example: `  ehcheckpoints check checkpoints.db`,
+		Args:    exactArgs("FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := openStore(args[0], false)
+			if err == nil {
+				defer s.Close()
+				err = s.Check(cmd.Context())
+			}
+			if err == nil {
+				records, err := s.Records(cmd.Context(), boltstore.Scope{})
+				if err != nil {
+					return err
+				}
+				ownerships, checkpoints := 0, 0
+				for _, g := range groupRecords(records) {
+					o, c := g.counts()
+					ownerships, checkpoints = ownerships+o, checkpoints+c
+				}
+				_, err = fmt.Fprintf(a.stdout, "ok: %s: %d ownership(s) and %d checkpoint(s), structure and checksums verified\n", args[0], ownerships, checkpoints)
+				return err
+			}
+			if !errors.Is(err, boltstore.ErrCorrupt) {
+				return err
+			}
+			// Open stops at the first structural problem; Check joins all
+			// it finds.
+			problems := []error{err}
+			if joined, ok := err.(interface{ Unwrap() []error }); ok {
+				problems = joined.Unwrap()
+			}
+			fmt.Fprintf(a.stdout, "damaged: %s: %d problem(s):\n", args[0], len(problems))
+			for _, p := range problems {
+				fmt.Fprintf(a.stdout, "  - %v\n", p)
+			}
+			return fmt.Errorf("%s is damaged; restore it from a backup", args[0])
+		},
+	}
+}
