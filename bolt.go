@@ -126,13 +126,15 @@ func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	return err
 }
 
-// Write operations go through one committer goroutine, which commits
-// everything queued since its last commit in one transaction and one pair
-// of fsyncs. A lone caller commits at once; callers arriving during a
-// commit share the next one.
+// Write operations are committed in groups: one goroutine at a time, the
+// leader, commits everything queued since its last commit in one
+// transaction and one pair of fsyncs. A caller that finds no leader leads
+// itself and commits its own write at once, without handing it to another
+// goroutine; callers arriving meanwhile queue up and share the next commit,
+// which a background goroutine runs once the first caller has its result.
 
 // Operation states. A caller whose context ends while its operation is
-// still pending marks it abandoned, and the committer skips it, so an
+// still pending marks it abandoned, and the leader skips it, so an
 // abandoned write is never applied.
 const (
 	opPending int32 = iota
@@ -155,23 +157,18 @@ type writeOp struct {
 // committer owns the write path of a Store.
 type committer struct {
 	store *Store
-	enc   *recordEncoder
+	enc   *recordEncoder // used by the leader only
 
 	mu      sync.Mutex
 	queue   []*writeOp
+	leading bool // a goroutine is committing the queue
 	closed  bool
-	wake    chan struct{}
-	stopped chan struct{}
+	idle    *sync.Cond // signalled when leading becomes false
 }
 
 func newCommitter(s *Store) *committer {
-	c := &committer{
-		store:   s,
-		enc:     newRecordEncoder(),
-		wake:    make(chan struct{}, 1),
-		stopped: make(chan struct{}),
-	}
-	go c.run()
+	c := &committer{store: s, enc: newRecordEncoder()}
+	c.idle = sync.NewCond(&c.mu)
 	return c
 }
 
@@ -188,10 +185,11 @@ func (c *committer) write(ctx context.Context, apply applyFunc) error {
 		return fileError(path, ErrClosed)
 	}
 	c.queue = append(c.queue, op)
+	lead := !c.leading
+	c.leading = true
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if lead {
+		c.lead(ctx)
 	}
 	select {
 	case err := <-op.done:
@@ -204,43 +202,75 @@ func (c *committer) write(ctx context.Context, apply applyFunc) error {
 	}
 }
 
-// close commits what is queued and stops the committer.
-func (c *committer) close() {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// lead commits the queue in the calling goroutine, then passes leadership
+// to a background goroutine if more writes arrived meanwhile, so that the
+// caller can return.
+func (c *committer) lead(ctx context.Context) {
+	if batch := c.take(); len(batch) > 0 {
+		c.commit(ctx, batch)
 	}
-	<-c.stopped
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) > 0 {
+		go c.drain()
+		return
+	}
+	c.leading = false
+	c.idle.Broadcast()
 }
 
-func (c *committer) run() {
-	defer close(c.stopped)
-	for range c.wake {
-		for {
-			c.mu.Lock()
-			batch, closed := c.queue, c.closed
-			c.queue = nil
+// drain leads until the queue is empty.
+func (c *committer) drain() {
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.leading = false
+			c.idle.Broadcast()
 			c.mu.Unlock()
-			if len(batch) == 0 {
-				if closed {
-					return
-				}
-				break
-			}
-			c.commit(batch)
+			return
 		}
+		c.mu.Unlock()
+		c.commit(context.Background(), c.take())
+	}
+}
+
+func (c *committer) take() []*writeOp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	batch := c.queue
+	c.queue = nil
+	return batch
+}
+
+// requeue puts operations a leader could not commit back at the head of
+// the queue, for the next leader.
+func (c *committer) requeue(batch []*writeOp) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.queue = append(batch, c.queue...)
+}
+
+// close waits for queued writes to be committed and refuses new ones.
+func (c *committer) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for c.leading {
+		c.idle.Wait()
 	}
 }
 
 // commit runs one batch: wait for the file, take the operations still
-// wanted, apply them in one transaction, commit, and report.
-func (c *committer) commit(batch []*writeOp) {
+// wanted, apply them in one transaction, commit, and report. If ctx (the
+// leading caller's) ends while waiting for the file, the batch goes back
+// to the queue for the next leader.
+func (c *committer) commit(ctx context.Context, batch []*writeOp) {
 	s := c.store
-	db, batch := c.acquire(batch)
+	db, batch := c.acquire(ctx, batch)
 	if db == nil {
+		if len(batch) > 0 {
+			c.requeue(batch)
+		}
 		return
 	}
 	defer s.lease.release()
@@ -288,9 +318,9 @@ func (c *committer) commit(batch []*writeOp) {
 
 // acquire waits for the file on behalf of a batch. Each operation waits at
 // most until its own deadline; those that time out fail, the rest keep
-// waiting. It returns the DB and the operations still pending, or a nil
-// DB once none are left.
-func (c *committer) acquire(batch []*writeOp) (*bolt.DB, []*writeOp) {
+// waiting. It returns the DB and the operations still pending; a nil DB
+// once none are left, or with the pending ones when ctx ends.
+func (c *committer) acquire(ctx context.Context, batch []*writeOp) (*bolt.DB, []*writeOp) {
 	for {
 		live := batch[:0]
 		for _, op := range batch {
@@ -308,9 +338,12 @@ func (c *committer) acquire(batch []*writeOp) (*bolt.DB, []*writeOp) {
 				deadline = op.deadline
 			}
 		}
-		db, err := c.store.lease.acquire(context.Background(), deadline)
+		db, err := c.store.lease.acquire(ctx, deadline)
 		if err == nil {
 			return db, batch
+		}
+		if ctx.Err() != nil {
+			return nil, batch
 		}
 		for _, op := range batch {
 			if errors.Is(err, ErrLockTimeout) && time.Now().Before(op.deadline) {
