@@ -45,13 +45,7 @@ delete refuses while an owner of a partition in scope is live unless
 			if len(groups) == 0 {
 				return fmt.Errorf("nothing in %s matches", args[0])
 			}
-			var targets []target
-			for _, g := range groups {
-				for _, p := range g.partitions {
-					targets = append(targets, target{g, p})
-				}
-			}
-			if err := edit.checkNotOwned(targets, a.now()); err != nil {
+			if err := edit.checkNotOwned(allTargets(groups), a.now(), ownersOverwrite); err != nil {
 				return err
 			}
 			verb := "deleted"

@@ -74,7 +74,7 @@ live, unless --force.`,
 					targets = append(targets, target{g, g.partition(r.PartitionID)})
 				}
 			}
-			if err := o.checkNotOwned(targets, a.now()); err != nil {
+			if err := o.checkNotOwned(targets, a.now(), ownersOverwrite); err != nil {
 				return err
 			}
 			verb := "imported"

@@ -85,7 +85,7 @@ release refuses partitions whose owner renewed them within --expiry unless
 				return fmt.Errorf("owner %q holds no partition in scope", owner)
 			}
 			now := a.now()
-			if err := edit.checkNotOwned(changed, now); err != nil {
+			if err := edit.checkNotOwned(changed, now, "Those owners may still be running, and a release makes them drop the partitions. If they are gone, use --force."); err != nil {
 				return err
 			}
 			// The store answers with the claims that won, in the spelling

@@ -51,7 +51,7 @@ and checkpoints again. All deletions happen in one transaction.`,
 				changed = append(changed, t)
 				deletes = append(deletes, *t.partition.checkpoint)
 			}
-			if err := edit.checkNotOwned(changed, a.now()); err != nil {
+			if err := edit.checkNotOwned(changed, a.now(), ownersOverwrite); err != nil {
 				return err
 			}
 			verb := "reset"

@@ -63,7 +63,7 @@ changes are written in one transaction.`,
 				return fmt.Errorf("the consumer group has no partitions yet; name them with --partition")
 			}
 			now := a.now()
-			if err := edit.checkNotOwned(targets, now); err != nil {
+			if err := edit.checkNotOwned(targets, now, ownersOverwrite); err != nil {
 				return err
 			}
 			verb := "set"

@@ -168,10 +168,9 @@ func (o *editOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print what would change and change nothing")
 }
 
-// checkNotOwned refuses, unless --force, to change partitions that a live
-// owner holds: the owner keeps its own view of the partition and would
-// overwrite the change with its next checkpoint or claim.
-func (o *editOptions) checkNotOwned(targets []target, now time.Time) error {
+// checkNotOwned refuses, unless --force, to touch partitions that a live
+// owner holds. why tells the user what would go wrong and what to do.
+func (o *editOptions) checkNotOwned(targets []target, now time.Time, why string) error {
 	if o.force {
 		return nil
 	}
@@ -185,8 +184,24 @@ func (o *editOptions) checkNotOwned(targets []target, now time.Time) error {
 	if len(held) == 0 {
 		return nil
 	}
-	return fmt.Errorf("refusing to change %d partition(s) whose owner renewed them within --expiry %s and would overwrite the change:\n%s\nstop those processors first, or use --force",
-		len(held), o.expiry, strings.Join(held, "\n"))
+	return fmt.Errorf("refusing: %d partition(s) have an owner that renewed them within --expiry %s:\n%s\n%s",
+		len(held), o.expiry, strings.Join(held, "\n"), why)
+}
+
+// ownersOverwrite is why the editing verbs refuse partitions that a live
+// owner holds: the owner keeps its own view of the partition and would
+// overwrite the change with its next checkpoint or claim.
+const ownersOverwrite = "Their owners would overwrite the change: stop those processors first, or use --force."
+
+// allTargets returns every partition of the groups.
+func allTargets(groups []*group) []target {
+	var targets []target
+	for _, g := range groups {
+		for _, p := range g.partitions {
+			targets = append(targets, target{g, p})
+		}
+	}
+	return targets
 }
 
 // foldScope spells a scope as the store keeps names: in lower case.
@@ -244,14 +259,11 @@ func (o *selectOptions) resolve(groups []*group, oneGroup bool) ([]target, error
 			return nil, err
 		}
 	}
+	if o.all {
+		return allTargets(groups), nil
+	}
 	var targets []target
 	for _, g := range groups {
-		if o.all {
-			for _, p := range g.partitions {
-				targets = append(targets, target{g, p})
-			}
-			continue
-		}
 		for _, id := range o.partitions {
 			if id == "" {
 				return nil, usagef("--partition is empty")
