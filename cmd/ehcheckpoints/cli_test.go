@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// allVerbs are the verbs this package defines; other files of the command
+// may add more (demo, bench), which the help test covers as well.
+var allVerbs = []string{"ls", "show", "watch", "set", "reset", "release", "delete", "export", "import", "migrate", "backup", "check", "compact"}
+
+// TestHelp checks that every verb, as a new user would first try it, has
+// --help with a usage line and an example, printed to stdout with status 0.
+func TestHelp(t *testing.T) {
+	root := mustRun(t, "", "--help")
+	for _, verb := range allVerbs {
+		if !strings.Contains(root.stdout, "\n  "+verb+" ") {
+			t.Errorf("ehcheckpoints --help does not list %s:\n%s", verb, root.stdout)
+		}
+	}
+	for _, verb := range allVerbs {
+		t.Run(verb, func(t *testing.T) {
+			r := mustRun(t, "", verb, "--help")
+			for _, want := range []string{"Usage:\n  ehcheckpoints " + verb, "Examples:\n  ", "Flags:\n"} {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("%s --help lacks %q:\n%s", verb, want, r.stdout)
+				}
+			}
+			if r.stderr != "" {
+				t.Errorf("%s --help wrote to stderr: %s", verb, r.stderr)
+			}
+		})
+	}
+}
+
+// TestExitCodes checks that usage mistakes exit with 2 and failures with
+// 1, each with a message on stderr and nothing on stdout.
+func TestExitCodes(t *testing.T) {
+	path := sampleStore(t)
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.db")
+	notStore := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(notStore, bytes.Repeat([]byte("not a store file\n"), 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		code int
+		args []string
+		want string // in stderr
+	}{
+		{"no verb", 2, nil, "no verb given"},
+		{"unknown verb", 2, []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"unknown flag", 2, []string{"show", path, "--bogus"}, "unknown flag: --bogus"},
+		{"bad flag value", 2, []string{"show", path, "--expiry", "soon"}, "invalid argument"},
+		{"no file", 2, []string{"show"}, "show takes 1 argument(s)"},
+		{"two files", 2, []string{"export", path, path}, "export takes 1 argument(s)"},
+		{"backup without dest", 2, []string{"backup", path}, "backup takes 2 argument(s)"},
+		{"set without value", 2, []string{"set", path, "--all"}, "give --sequence, --offset or both"},
+		{"set without partitions", 2, []string{"set", path, "--sequence", "1"}, "give --partition or --all"},
+		{"release owner and all", 2, []string{"release", path, "--owner", "x", "--all"}, "--owner on its own"},
+		{"delete without namespace", 2, []string{"delete", path}, "give --namespace"},
+		{"delete group without hub", 2, []string{"delete", path, "-n", "x", "-g", "y"}, "--group needs --hub"},
+		{"migrate without direction", 2, []string{"migrate", path, "--container", "c"}, "give --to-blob or --from-blob"},
+		{"migrate without container", 2, []string{"migrate", path, "--to-blob"}, "give --container"},
+		{"watch bad interval", 2, []string{"watch", path, "--interval", "0s"}, "--interval must be positive"},
+		{"missing file", 1, []string{"show", missing}, "no such store file"},
+		{"not a store", 1, []string{"ls", notStore}, "not a boltstore file"},
+		{"backup over existing", 1, []string{"backup", path, path}, "exists"},
+		{"release unknown owner", 1, []string{"release", path, "--owner", "nobody"}, `owner "nobody" holds no partition`},
+		{"delete nothing", 1, []string{"delete", path, "-n", "nothing.servicebus.windows.net"}, "nothing in"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := ehc(t, "", nil, tt.args...)
+			if r.code != tt.code {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", r.code, tt.code, r.stderr)
+			}
+			if !strings.HasPrefix(r.stderr, "ehcheckpoints: ") || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr %q, want an ehcheckpoints: message with %q", r.stderr, tt.want)
+			}
+			if tt.code == 2 && !strings.Contains(r.stderr, "--help' for usage") {
+				t.Errorf("a usage error should point to --help: %q", r.stderr)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout %q, want nothing", r.stdout)
+			}
+		})
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Errorf("show created %s", missing)
+	}
+}
+
+// TestWatch checks that watch redraws in place, stops after --count, and
+// exits with 0 when interrupted.
+func TestWatch(t *testing.T) {
+	path := sampleStore(t)
+	r := mustRun(t, "", "watch", path, "--count", "3", "--interval", "10ms", "--hub", "payments")
+	if n := strings.Count(r.stdout, clearScreen); n != 3 {
+		t.Errorf("%d screen clears, want 3:\n%q", n, r.stdout)
+	}
+	if n := strings.Count(r.stdout, "myns.servicebus.windows.net / payments / billing\n"); n != 3 {
+		t.Errorf("%d tables, want 3:\n%s", n, r.stdout)
+	}
+
+	cmd := exec.Command(binary, "watch", path, "--interval", "10ms")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, len(clearScreen))
+	if _, err := out.Read(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _ = out.Read(make([]byte, 1<<20))
+		done <- cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("watch after SIGINT: %v, want exit status 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("watch did not stop on SIGINT")
+	}
+}
