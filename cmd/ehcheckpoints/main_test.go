@@ -117,7 +117,7 @@ type processor struct {
 // processorRound is how often a simulated processor claims and
 // checkpoints. Real processors renew every 10s and checkpoint as often as
 // they like; faster rounds make the file busier than in production.
-const processorRound = 5 * time.Millisecond
+const processorRound = 10 * time.Millisecond
 
 // startProcessor starts a processor that owns the partitions first..last of
 // group g in the store file at path, as owner. It returns once the
