@@ -185,7 +185,7 @@ func (c *conn) readLoop() {
 func (c *conn) loop() {
 	var tick <-chan time.Time
 	if c.peerIdle > 0 {
-		t := time.NewTicker(c.peerIdle / 2)
+		t := time.NewTicker(max(c.peerIdle/2, 50*time.Millisecond))
 		defer t.Stop()
 		tick = t.C
 	}

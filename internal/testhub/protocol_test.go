@@ -143,3 +143,33 @@ func TestMalformedInputClosesConnection(t *testing.T) {
 		})
 	}
 }
+
+func TestHeartbeats(t *testing.T) {
+	h := startHub(t, 1)
+	nc, err := net.Dial("tcp", strings.TrimPrefix(strings.Split(h.ConnectionString(), ";")[0], "Endpoint=sb://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	open := amqpFrame(0, codeOpen, "c", nil, nil, nil, uint32(200)) // 200ms idle timeout
+	if _, err := nc.Write(append(append([]byte{}, amqpHeader...), open...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(450 * time.Millisecond))
+	if _, err := readProtoHeader(nc); err != nil {
+		t.Fatal(err)
+	}
+	var empty int
+	for {
+		fr, err := readFrame(nc, 1<<20)
+		if err != nil {
+			break
+		}
+		if len(fr.body) == 0 {
+			empty++
+		}
+	}
+	if empty < 2 {
+		t.Fatalf("%d heartbeats in 450ms for a 200ms idle timeout, want at least 2", empty)
+	}
+}
