@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCheckDamaged damages copies of a store made by backup and checks that
+// check reports the damage with a non-zero exit, and that the other verbs
+// refuse the file instead of returning wrong data.
+func TestCheckDamaged(t *testing.T) {
+	const marker = "offset-that-the-test-damages"
+	path := filepath.Join(t.TempDir(), "store.db")
+	mustRun(t, `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"0","offset":"`+marker+`","sequenceNumber":1}`, "import", path)
+	if r := mustRun(t, "", "check", path); !strings.HasPrefix(r.stdout, "ok: ") {
+		t.Fatalf("check of a healthy file: %s", r.stdout)
+	}
+
+	damage := map[string]func([]byte) []byte{
+		"flipped record byte": func(b []byte) []byte {
+			i := bytes.Index(b, []byte(marker))
+			if i < 0 {
+				t.Fatal("the record is not in the file")
+			}
+			b[i] ^= 0x20
+			return b
+		},
+		"truncated": func(b []byte) []byte { return b[:len(b)/3] },
+		"zeroed pages": func(b []byte) []byte {
+			// bbolt's pages are the size of the OS's; 0 and 1 are its meta
+			// pages, which it checks at open.
+			page := os.Getpagesize()
+			clear(b[2*page : 4*page])
+			return b
+		},
+	}
+	for name, damageFile := range damage {
+		t.Run(name, func(t *testing.T) {
+			damaged := filepath.Join(t.TempDir(), "damaged.db")
+			mustRun(t, "", "backup", path, damaged)
+			b, err := os.ReadFile(damaged)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(damaged, damageFile(b), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := ehc(t, "", nil, "check", damaged)
+			if r.code != 1 || !strings.HasPrefix(r.stdout, "damaged: "+damaged) || !strings.Contains(r.stderr, "is damaged; restore it from a backup") {
+				t.Errorf("check: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+			t.Logf("check reports:\n%s", r.stdout)
+			if r := ehc(t, "", nil, "export", damaged); r.code != 1 || strings.Contains(r.stdout, "offset") {
+				t.Errorf("export of a damaged file: exit %d, stdout %q", r.code, r.stdout)
+			}
+		})
+	}
+}
+
+// TestBackupAndCompact checks that both copies hold the same records as
+// the original and are themselves healthy store files.
+func TestBackupAndCompact(t *testing.T) {
+	path := sampleStore(t)
+	dir := t.TempDir()
+	want := mustRun(t, "", "export", path).stdout
+	for _, verb := range []string{"backup", "compact"} {
+		dest := filepath.Join(dir, verb+".db")
+		r := mustRun(t, "", verb, path, dest)
+		if !strings.Contains(r.stdout, dest) {
+			t.Errorf("%s does not say where it wrote: %s", verb, r.stdout)
+		}
+		mustRun(t, "", "check", dest)
+		if got := mustRun(t, "", "export", dest).stdout; got != want {
+			t.Errorf("%s copy exports differently:\n%s", verb, got)
+		}
+		if r := ehc(t, "", nil, verb, path, dest); r.code != 1 {
+			t.Errorf("%s over an existing file: exit %d, want 1", verb, r.code)
+		}
+	}
+}

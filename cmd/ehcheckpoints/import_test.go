@@ -1,0 +1,84 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestImportRoundTrip checks that export, import and export again give the
+// same bytes for the sample, which has every kind of field: nanosecond
+// times, a released ownership, an empty offset, a sequence number of 0.
+func TestImportRoundTrip(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join("testdata", "sample.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := mustRun(t, "", "export", sampleStore(t)).stdout
+	if first != string(want) {
+		t.Fatalf("export of the imported sample differs from it:\n%s", first)
+	}
+	dir := t.TempDir()
+	exported := filepath.Join(dir, "export.jsonl")
+	mustRun(t, "", "export", sampleStore(t), "-o", exported)
+	copyPath := filepath.Join(dir, "copy.db")
+	mustRun(t, "", "import", copyPath, exported)
+	if second := mustRun(t, "", "export", copyPath).stdout; second != first {
+		t.Errorf("export, import, export changed the rows:\n%s", second)
+	}
+	// Importing again replaces the same records: nothing is added.
+	mustRun(t, first, "import", copyPath, "-")
+	if third := mustRun(t, "", "export", copyPath).stdout; third != first {
+		t.Errorf("a second import changed the rows:\n%s", third)
+	}
+}
+
+// TestImportMalformed checks that malformed input is rejected with its
+// line number and that nothing is written, neither into an existing file
+// nor by creating a new one.
+func TestImportMalformed(t *testing.T) {
+	const good = `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"0","sequenceNumber":1}`
+	tests := []struct {
+		name, line, want string
+	}{
+		{"not JSON", `{"type":`, "unexpected EOF"},
+		{"unknown field", `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","sequenceNumber":1,"color":"red"}`, `unknown field "color"`},
+		{"unknown type", `{"type":"lease","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1"}`, `type is "lease"`},
+		{"no partition", `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","sequenceNumber":1}`, "partitionId is missing"},
+		{"empty group", `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"","partitionId":"1","sequenceNumber":1}`, "consumerGroup is missing or empty"},
+		{"no position", `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1"}`, "needs an offset, a sequenceNumber or both"},
+		{"fractional sequence", `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","sequenceNumber":1.5}`, "sequenceNumber"},
+		{"string sequence", `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","sequenceNumber":"1"}`, "sequenceNumber"},
+		{"bad time", `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","offset":"5","writtenAt":"yesterday"}`, `writtenAt: "yesterday" is not an RFC 3339 time`},
+		{"ownership with offset", `{"type":"ownership","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","ownerId":"a","etag":"e","lastModifiedTime":"2025-01-01T00:00:00Z","offset":"1"}`, "an ownership has no offset"},
+		{"ownership without etag", `{"type":"ownership","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","ownerId":"a","lastModifiedTime":"2025-01-01T00:00:00Z"}`, "needs ownerId"},
+		{"two values", good + good, "more than one JSON value"},
+		{"duplicate", strings.Replace(good, `"sequenceNumber":1`, `"sequenceNumber":2`, 1), "same partition as line 1"},
+		{"duplicate in other case", strings.Replace(good, `"namespace":"ns"`, `"namespace":"NS"`, 1), "same partition as line 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			input := filepath.Join(dir, "input.jsonl")
+			// The bad line is line 3, after a good line and a blank one.
+			if err := os.WriteFile(input, []byte(good+"\n\n"+tt.line+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			existing := sampleStore(t)
+			before := mustRun(t, "", "export", existing).stdout
+			for _, path := range []string{existing, filepath.Join(dir, "new.db")} {
+				r := ehc(t, "", nil, "import", path, input)
+				if r.code != 1 || !strings.Contains(r.stderr, input+":3: ") || !strings.Contains(r.stderr, tt.want) || !strings.Contains(r.stderr, "nothing written") {
+					t.Errorf("import: exit %d, stderr:\n%s\nwant exit 1 and %q at %s:3", r.code, r.stderr, tt.want, input)
+				}
+			}
+			if after := mustRun(t, "", "export", existing).stdout; after != before {
+				t.Errorf("a rejected import changed the file:\n%s", after)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "new.db")); err == nil {
+				t.Errorf("a rejected import created the file")
+			}
+		})
+	}
+}
