@@ -1,8 +1,23 @@
 // Package testhub is an in-process Azure Event Hubs test double. It speaks
 // enough AMQP 1.0 over plain TCP on the loopback interface for the unmodified
 // azeventhubs ProducerClient, ConsumerClient and Processor, using the
-// connection string returned by [Hub.ConnectionString]. Events live in memory
-// and are never expired.
+// connection string returned by [Hub.ConnectionString].
+//
+// Supported: SASL (any mechanism is accepted), sessions and links with flow
+// control, multi-frame transfers, $cbs put-token, $management READ of the
+// event hub and its partitions, batched and single-message sends to the hub
+// (round robin, or by partition key hash) or to a partition, receivers on
+// any consumer group with the SDK's start position filters (offset,
+// sequence number, enqueued time, earliest, latest; inclusive or not), and
+// owner levels: a receiver with an epoch at least as high as the current
+// owner's steals the partition and the old link is detached with
+// amqp:link:stolen, which the SDK reports as ErrorCodeOwnershipLost.
+//
+// Not supported: TLS, WebSockets and real authentication; retention (events
+// live in memory forever); geo-replication offsets (offsets are decimal
+// byte positions); idempotent publishing; the limit of five receivers per
+// partition and consumer group; receiver settle mode second (every delivery
+// is sent settled and every received message is accepted).
 package testhub
 
 import (

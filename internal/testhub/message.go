@@ -205,6 +205,8 @@ func splitBatch(msg []byte, format uint32) (msgs [][]byte, partitionKey string, 
 	}
 	if format != batchMessageFormat {
 		msgs = [][]byte{msg}
+	} else if len(msgs) == 0 {
+		return nil, "", errors.New("batch message without data sections")
 	}
 	return msgs, partitionKey, nil
 }

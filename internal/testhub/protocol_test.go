@@ -173,3 +173,37 @@ func TestHeartbeats(t *testing.T) {
 		t.Fatalf("%d heartbeats in 450ms for a 200ms idle timeout, want at least 2", empty)
 	}
 }
+
+func TestDrain(t *testing.T) {
+	h := startHub(t, 1)
+	if err := h.Publish("0", []byte("a"), []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	var in []byte
+	for _, f := range [][]byte{
+		amqpHeader, openFrame, beginFrame,
+		attachFrame("r", 0, true, source("hub1/ConsumerGroups/g/Partitions/0", "amqp.annotation.x-opt-sequence-number >= '0'"), target("me"), nil),
+		// 10 credits with drain: two events, then the rest of the credit is drained
+		amqpFrame(0, codeFlow, uint32(0), uint32(5000), uint32(0), uint32(5000), uint32(0), uint32(0), uint32(10), nil, true),
+		amqpFrame(0, codeClose),
+	} {
+		in = append(in, f...)
+	}
+	var transfers int
+	var drained performative
+	for _, p := range serverFrames(t, runConn(h, in, 5*time.Second)) {
+		switch p.code {
+		case codeTransfer:
+			transfers++
+		case codeFlow:
+			if p.boolField(flowDrain) {
+				drained = p
+			}
+		}
+	}
+	dc, _ := drained.uint32Field(flowDeliveryCount)
+	credit, _ := drained.uint32Field(flowLinkCredit)
+	if transfers != 2 || dc != 10 || credit != 0 {
+		t.Fatalf("%d transfers, drain flow delivery-count %d credit %d; want 2, 10, 0", transfers, dc, credit)
+	}
+}

@@ -144,6 +144,34 @@ func TestProduceConsume(t *testing.T) {
 	}
 }
 
+func TestFullBatch(t *testing.T) {
+	h := startHub(t, 1)
+	ctx := testCtx(t)
+	prod := newProducer(t, h)
+	batch, err := prod.NewEventDataBatch(ctx, &azeventhubs.EventDataBatchOptions{PartitionID: to("0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := bytes.Repeat([]byte("z"), 1000)
+	for {
+		err := batch.AddEventData(&azeventhubs.EventData{Body: body}, nil)
+		if errors.Is(err, azeventhubs.ErrEventDataTooLarge) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if batch.NumBytes() < 1000<<10 {
+		t.Fatalf("full batch holds only %d bytes", batch.NumBytes())
+	}
+	if err := prod.SendEventDataBatch(ctx, batch, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.LastSequenceNumber("0") + 1; got != int64(batch.NumEvents()) {
+		t.Fatalf("hub stored %d events, batch had %d", got, batch.NumEvents())
+	}
+}
+
 func TestPartitionKeyAndRoundRobin(t *testing.T) {
 	h := startHub(t, 4)
 	ctx := testCtx(t)
