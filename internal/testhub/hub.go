@@ -16,8 +16,9 @@
 // Not supported: TLS, WebSockets and real authentication; retention (events
 // live in memory forever); geo-replication offsets (offsets are decimal
 // byte positions); idempotent publishing; the limit of five receivers per
-// partition and consumer group; receiver settle mode second (every delivery
-// is sent settled and every received message is accepted).
+// partition and consumer group; unsettled deliveries to clients and receiver
+// settle mode second for clients' sends (every delivery is sent settled and
+// every received message is accepted at once; attach answers say so).
 package testhub
 
 import (

@@ -82,6 +82,15 @@ func (s *session) attach(p performative) error {
 	resp := make([]any, attMaxMessageSize+1)
 	resp[attName], resp[attHandle], resp[attRole] = l.name, handle, !l.sending
 	resp[attSndSettle], resp[attRcvSettle] = p.field(attSndSettle), p.field(attRcvSettle)
+	// We send every delivery settled and settle what we receive at once, so
+	// we answer "settled" to a receiver asking for unsettled deliveries and
+	// "first" to a sender asking for receiver settle mode second.
+	if mode, ok := asUint(resp[attSndSettle]); ok && mode == 0 && l.sending {
+		resp[attSndSettle] = uint8(1)
+	}
+	if mode, ok := asUint(resp[attRcvSettle]); ok && mode == 1 && !l.sending {
+		resp[attRcvSettle] = uint8(0)
+	}
 	// A receiver refused for its epoch attaches and is then detached with
 	// amqp:link:stolen, which the SDK reports as ownership lost; other
 	// failures refuse the attach itself (no terminus).
