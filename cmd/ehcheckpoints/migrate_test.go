@@ -1,0 +1,193 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
+	"github.com/ehcheckpoints/boltstore/internal/azurite"
+)
+
+// completeRecords is JSON Lines for two namespaces with two consumer groups
+// each: every checkpoint has an offset and a sequence number (one offset is
+// empty), and every ownership expired long ago (one is released).
+func completeRecords() string {
+	var b strings.Builder
+	for _, ns := range []string{"alpha.servicebus.windows.net", "beta.servicebus.windows.net"} {
+		for _, group := range []string{"$default", "billing"} {
+			for p := range 4 {
+				owner := fmt.Sprintf("host-%d", p%2)
+				if p == 3 {
+					owner = ""
+				}
+				fmt.Fprintf(&b, `{"type":"ownership","namespace":%q,"eventHub":"orders","consumerGroup":%q,"partitionId":"%d","ownerId":%q,"etag":"e%d","lastModifiedTime":"2025-01-01T00:00:00Z"}`+"\n", ns, group, p, owner, p)
+				offset := fmt.Sprint(p * 4096)
+				if p == 2 {
+					offset = ""
+				}
+				fmt.Fprintf(&b, `{"type":"checkpoint","namespace":%q,"eventHub":"orders","consumerGroup":%q,"partitionId":"%d","offset":%q,"sequenceNumber":%d,"writtenAt":"2025-01-01T00:00:00Z"}`+"\n", ns, group, p, offset, p*10)
+			}
+		}
+	}
+	return b.String()
+}
+
+// TestMigrateRoundTrip copies a store file to Blob Storage (Azurite) and
+// back into a new file, and checks that every checkpoint, and with
+// --ownership every owner, arrives; and that the blobs are in the layout
+// of the SDK's BlobStore.
+func TestMigrateRoundTrip(t *testing.T) {
+	az := azurite.ForTest(t)
+	env := []string{envConnectionString + "=" + az.ConnectionString()}
+	dir := t.TempDir()
+	source := filepath.Join(dir, "source.db")
+	mustRun(t, completeRecords(), "import", source)
+
+	migrate := func(t *testing.T, code int, args ...string) result {
+		t.Helper()
+		r := ehc(t, "", env, append([]string{"migrate"}, args...)...)
+		if r.code != code {
+			t.Fatalf("migrate %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, code, r.stdout, r.stderr)
+		}
+		return r
+	}
+
+	r := migrate(t, 1, sampleStore(t), "--to-blob", "--container", "incomplete")
+	if !strings.Contains(r.stderr, "partition 2: sequence 0, offset none") || !strings.Contains(r.stderr, "partition 3: sequence none") {
+		t.Errorf("migrate of checkpoints the BlobStore cannot read: %s", r.stderr)
+	}
+
+	r = migrate(t, 0, source, "--to-blob", "--container", "checkpoints", "--ownership", "--dry-run")
+	if !strings.Contains(r.stdout, "would copy 4 checkpoint(s) and 4 ownership(s) of alpha.servicebus.windows.net/orders/$default to container checkpoints") {
+		t.Errorf("dry run: %s", r.stdout)
+	}
+	cc, err := container.NewClientFromConnectionString(az.ConnectionString(), "checkpoints", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := blobNames(t, cc); len(names) != 0 {
+		t.Fatalf("the dry run wrote %v", names)
+	}
+
+	migrate(t, 0, source, "--to-blob", "--container", "checkpoints", "--ownership")
+	// Again, now over the blobs' etags.
+	migrate(t, 0, source, "--to-blob", "--container", "checkpoints", "--ownership")
+	var want []string
+	for _, row := range exportRows(t, source) {
+		want = append(want, strings.Join([]string{row.Namespace, row.EventHub, row.ConsumerGroup, string(row.Type), row.PartitionID}, "/"))
+	}
+	slices.Sort(want)
+	if got := blobNames(t, cc); !slices.Equal(got, want) {
+		t.Errorf("blobs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// The copied ownerships are fresh on the Blob side, so they count as
+	// live owners that are still running.
+	back := filepath.Join(dir, "back.db")
+	r = migrate(t, 1, back, "--from-blob", "--container", "checkpoints")
+	if !strings.Contains(r.stderr, "refusing: 12 partition(s)") {
+		t.Errorf("from-blob with live owners: %s", r.stderr)
+	}
+	migrate(t, 0, back, "--from-blob", "--container", "checkpoints", "--ownership", "--force")
+	if got, want := positions(t, back), positions(t, source); !slices.Equal(got, want) {
+		t.Errorf("after file -> Blob -> file:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// A SAS URL instead of a connection string; checkpoints only.
+	sasURL, err := cc.GetSASURL(sas.ContainerPermissions{Read: true, List: true}, time.Now().Add(time.Hour), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaSAS := filepath.Join(dir, "sas.db")
+	r = ehc(t, "", nil, "migrate", viaSAS, "--from-blob", "--container-url", sasURL, "--force")
+	if r.code != 0 {
+		t.Fatalf("migrate --container-url: exit %d\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, "sig=") {
+		t.Errorf("migrate printed the SAS token:\n%s%s", r.stdout, r.stderr)
+	}
+	var checkpointsOnly []string
+	for _, p := range positions(t, source) {
+		if strings.Contains(p, "/checkpoint/") {
+			checkpointsOnly = append(checkpointsOnly, p)
+		}
+	}
+	if got := positions(t, viaSAS); !slices.Equal(got, checkpointsOnly) {
+		t.Errorf("from a SAS URL:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(checkpointsOnly, "\n"))
+	}
+
+	// The scope flags spell the blob names, for the case-sensitive Go SDK.
+	migrate(t, 0, source, "--to-blob", "--container", "spelled", "-n", "alpha.servicebus.windows.net", "--hub", "orders", "--group", "$Default")
+	ccSpelled, err := container.NewClientFromConnectionString(az.ConnectionString(), "spelled", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := blobNames(t, ccSpelled); len(got) != 4 || !strings.HasPrefix(got[0], "alpha.servicebus.windows.net/orders/$Default/checkpoint/") {
+		t.Errorf("blobs for --group $Default: %v", got)
+	}
+}
+
+// blobNames lists the names of the blobs in a container, sorted.
+func blobNames(t *testing.T, cc *container.Client) []string {
+	t.Helper()
+	var names []string
+	pager := cc.NewListBlobsFlatPager(nil)
+	for pager.More() {
+		page, err := pager.NextPage(t.Context())
+		if err != nil {
+			if strings.Contains(err.Error(), "ContainerNotFound") {
+				return nil
+			}
+			t.Fatal(err)
+		}
+		for _, item := range page.Segment.BlobItems {
+			names = append(names, *item.Name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// exportRows exports a store file and parses its rows.
+func exportRows(t *testing.T, path string) []recordJSON {
+	t.Helper()
+	var rows []recordJSON
+	for _, line := range rowSet(mustRun(t, "", "export", path).stdout) {
+		var row recordJSON
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// positions describes what a migration must keep of each record, sorted:
+// a checkpoint's offset and sequence number, an ownership's owner. Etags
+// and times belong to each store.
+func positions(t *testing.T, path string) []string {
+	t.Helper()
+	var out []string
+	for _, row := range exportRows(t, path) {
+		what := fmt.Sprintf("owner=%q", deref(row.OwnerID))
+		if row.Type == "checkpoint" {
+			what = fmt.Sprintf("offset=%q sequence=%d", deref(row.Offset), *row.SequenceNumber)
+		}
+		out = append(out, strings.Join([]string{row.Namespace, row.EventHub, row.ConsumerGroup, string(row.Type), row.PartitionID}, "/")+" "+what)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<absent>"
+	}
+	return *s
+}
