@@ -192,9 +192,17 @@ func (c *conn) loop() {
 	for {
 		select {
 		case in := <-c.in:
-			if err := c.handle(in); err != nil {
-				c.fail(err)
-				return
+			// handle what has already arrived before flushing
+			for n := 0; ; n++ {
+				if err := c.handle(in); err != nil {
+					c.fail(err)
+					return
+				}
+				c.pump()
+				if n == 64 || len(c.in) == 0 {
+					break
+				}
+				in = <-c.in
 			}
 		case <-c.wake:
 			c.mu.Lock()
@@ -290,7 +298,7 @@ func (c *conn) handle(in inbound) error {
 	}
 	s := c.sessions[in.channel]
 	if s == nil {
-		return &amqpError{"amqp:connection:framing-error", fmt.Sprintf("performative %#x on channel %d without a session", p.code, in.channel)}
+		return &amqpError{condFramingError, fmt.Sprintf("performative %#x on channel %d without a session", p.code, in.channel)}
 	}
 	switch p.code {
 	case codeAttach:

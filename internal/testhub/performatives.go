@@ -74,14 +74,13 @@ const (
 
 // Error conditions used by the hub.
 const (
-	condDecodeError   = "amqp:decode-error"
-	condNotFound      = "amqp:not-found"
-	condNotAllowed    = "amqp:not-allowed"
-	condInternalError = "amqp:internal-error"
-	condStolen        = "amqp:link:stolen"
-	condMessageSize   = "amqp:link:message-size-exceeded"
-	condOutOfRange    = "com.microsoft:argument-out-of-range"
-	condFramingError  = "amqp:connection:framing-error"
+	condDecodeError  = "amqp:decode-error"
+	condNotFound     = "amqp:not-found"
+	condNotAllowed   = "amqp:not-allowed"
+	condStolen       = "amqp:link:stolen"
+	condMessageSize  = "amqp:link:message-size-exceeded"
+	condOutOfRange   = "com.microsoft:argument-out-of-range"
+	condFramingError = "amqp:connection:framing-error"
 )
 
 // performative is a decoded frame body: a described list plus the payload
