@@ -1,0 +1,11 @@
+//go:build unix
+
+package demo
+
+import (
+	"os"
+	"syscall"
+)
+
+// terminate asks p to stop gracefully.
+func terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
