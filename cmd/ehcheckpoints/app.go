@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -119,7 +120,7 @@ a file that running processors hold open; they hand it over in milliseconds.`,
 func exactArgs(names ...string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != len(names) {
-			return fmt.Errorf("%s takes %d argument(s) (%v), got %d", cmd.Name(), len(names), names, len(args))
+			return fmt.Errorf("%s takes %s, got %d argument(s)", cmd.Name(), strings.Join(names, " and "), len(args))
 		}
 		return nil
 	}

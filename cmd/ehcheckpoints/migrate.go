@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -92,9 +93,14 @@ and start them against the new store.`,
 				return err
 			}
 			if o.toBlob {
-				return o.toBlobStore(cmd.Context(), a, args[0], cc, store, name)
+				err = o.toBlobStore(cmd.Context(), a, args[0], cc, store, name)
+			} else {
+				err = o.fromBlobStore(cmd.Context(), a, args[0], cc, store, name)
 			}
-			return o.fromBlobStore(cmd.Context(), a, args[0], cc, store, name)
+			if err != nil {
+				return redactedError{err}
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -110,6 +116,19 @@ and start them against the new store.`,
 	f.Lookup("connection-string").DefValue = ""
 	return cmd
 }
+
+// sasSignature matches the signature of a SAS token in a URL.
+var sasSignature = regexp.MustCompile(`(?i)\b(sig=)[^&"'\s]+`)
+
+// redactedError keeps the signature of a SAS token out of an error's
+// message: the HTTP client's errors quote the whole request URL.
+type redactedError struct{ error }
+
+func (e redactedError) Error() string {
+	return sasSignature.ReplaceAllString(e.error.Error(), "${1}REDACTED")
+}
+
+func (e redactedError) Unwrap() error { return e.error }
 
 // containerClient connects to the container the flags name, and returns it
 // with the container's name for messages (never the URL, whose SAS token

@@ -191,3 +191,15 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// TestMigrateRedactsSAS checks that a failure to reach the container does
+// not print the SAS token's signature, which the HTTP client's errors quote.
+func TestMigrateRedactsSAS(t *testing.T) {
+	t.Parallel() // the SDK retries for several seconds
+	const secret = "c2VjcmV0LXNpZ25hdHVyZQ"
+	r := ehc(t, "", nil, "migrate", filepath.Join(t.TempDir(), "x.db"), "--from-blob",
+		"--container-url", "http://127.0.0.1:1/devstoreaccount1/checkpoints?sv=2023-11-03&sig="+secret)
+	if r.code != 1 || !strings.Contains(r.stderr, "sig=REDACTED") || strings.Contains(r.stderr, secret) {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and the signature redacted", r.code, r.stderr)
+	}
+}
