@@ -5,26 +5,39 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// allVerbs are the verbs this package defines; other files of the command
-// may add more (demo, bench), which the help test covers as well.
-var allVerbs = []string{"ls", "show", "watch", "set", "reset", "release", "delete", "export", "import", "migrate", "backup", "check", "compact"}
+// ourVerbs are the verbs of the issue; other files of the command may add
+// more (demo, bench), and TestHelp covers those too.
+var ourVerbs = []string{"ls", "show", "watch", "set", "reset", "release", "delete", "export", "import", "migrate", "backup", "check", "compact"}
 
-// TestHelp checks that every verb, as a new user would first try it, has
-// --help with a usage line and an example, printed to stdout with status 0.
+// TestHelp checks that every verb that ehcheckpoints --help lists, as a new
+// user would first try it, has --help with a usage line and an example,
+// printed to stdout with status 0.
 func TestHelp(t *testing.T) {
 	root := mustRun(t, "", "--help")
-	for _, verb := range allVerbs {
-		if !strings.Contains(root.stdout, "\n  "+verb+" ") {
+	_, list, ok := strings.Cut(root.stdout, "Available Commands:\n")
+	if !ok {
+		t.Fatalf("ehcheckpoints --help lists no verbs:\n%s", root.stdout)
+	}
+	list, _, _ = strings.Cut(list, "\n\n")
+	var verbs []string
+	for _, line := range strings.Split(list, "\n") {
+		if verb := strings.Fields(line)[0]; verb != "help" {
+			verbs = append(verbs, verb)
+		}
+	}
+	for _, verb := range ourVerbs {
+		if !slices.Contains(verbs, verb) {
 			t.Errorf("ehcheckpoints --help does not list %s:\n%s", verb, root.stdout)
 		}
 	}
-	for _, verb := range allVerbs {
+	for _, verb := range verbs {
 		t.Run(verb, func(t *testing.T) {
 			r := mustRun(t, "", verb, "--help")
 			for _, want := range []string{"Usage:\n  ehcheckpoints " + verb, "Examples:\n  ", "Flags:\n"} {
