@@ -32,6 +32,7 @@ const envConnectionString = "AZURE_STORAGE_CONNECTION_STRING"
 // processors would go on writing to the source after the copy.
 const processorsRunning = "Processors still use them and would go on checkpointing in the source after the copy: stop them first, or use --force."
 
+// migrateOptions are the flags of migrate.
 type migrateOptions struct {
 	edit             editOptions
 	scope            boltstore.Scope

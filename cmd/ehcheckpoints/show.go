@@ -151,6 +151,7 @@ type showJSON struct {
 	Groups []showGroupJSON `json:"groups"`
 }
 
+// showGroupJSON is one consumer group in show --json.
 type showGroupJSON struct {
 	Namespace     string              `json:"namespace"`
 	EventHub      string              `json:"eventHub"`
@@ -158,12 +159,14 @@ type showGroupJSON struct {
 	Partitions    []showPartitionJSON `json:"partitions"`
 }
 
+// showPartitionJSON is one partition; a part the file lacks is left out.
 type showPartitionJSON struct {
 	PartitionID string              `json:"partitionId"`
 	Ownership   *showOwnershipJSON  `json:"ownership,omitempty"`
 	Checkpoint  *showCheckpointJSON `json:"checkpoint,omitempty"`
 }
 
+// showOwnershipJSON is a partition's ownership in show --json.
 type showOwnershipJSON struct {
 	OwnerID          string `json:"ownerId"`
 	ETag             string `json:"etag"`
@@ -173,6 +176,8 @@ type showOwnershipJSON struct {
 	Expired bool `json:"expired"`
 }
 
+// showCheckpointJSON is a partition's checkpoint in show --json; offset
+// and sequenceNumber are left out when absent.
 type showCheckpointJSON struct {
 	Offset         *string `json:"offset,omitempty"`
 	SequenceNumber *int64  `json:"sequenceNumber,omitempty"`
