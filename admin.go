@@ -317,6 +317,11 @@ func countTree(b *bolt.Bucket) int {
 func (s *Store) Check(ctx context.Context) error {
 	var problems []error
 	err := s.view(ctx, func(tx *bolt.Tx) error {
+		// bbolt's Check would crash on pages verifyPages rejects.
+		if err := verifyPages(s.path, tx); err != nil {
+			problems = append(problems, err)
+			return nil
+		}
 		for err := range tx.Check() {
 			if len(problems) < maxCheckProblems {
 				problems = append(problems, corruptError(s.path, err.Error()))

@@ -91,10 +91,17 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	s := &Store{path: path, opts: o, lease: newLease(path, &o)}
 	err = s.view(context.Background(), func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return corruptError(path, err.Error())
+		if err := verifyPages(path, tx); err != nil {
+			return err
 		}
-		return nil
+		var problem error
+		for err := range tx.Check() {
+			// Drain the channel, or Check's goroutine blocks forever.
+			if problem == nil {
+				problem = corruptError(path, err.Error())
+			}
+		}
+		return problem
 	})
 	if err != nil {
 		s.lease.close()

@@ -1,0 +1,147 @@
+package boltstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// bbolt trusts its pages: a damaged child pointer makes it read outside
+// the file (a fault), and a pointer back to an ancestor makes it recurse
+// until the stack overflows, which no recover can catch. bbolt's own
+// Check walks the same pointers, in a goroutine of its own. So before
+// anything walks the tree, verifyPages reads every reachable page from the
+// file itself and checks that the pointers stay in range and form a tree.
+//
+// The page format (go.etcd.io/bbolt/internal/common), native byte order:
+//
+//	page header:    id uint64, flags uint16, count uint16, overflow uint32
+//	branch element: pos uint32, ksize uint32, pgid uint64
+//	leaf element:   flags uint32, pos uint32, ksize uint32, vsize uint32
+//	bucket value:   root pgid uint64, sequence uint64, [inline leaf page]
+//
+// An element's pos is relative to the element itself.
+const (
+	pageHeaderSize   = 16
+	pageElementSize  = 16
+	bucketHeaderSize = 16
+	branchPageFlag   = 0x01
+	leafPageFlag     = 0x02
+	bucketLeafFlag   = 0x01
+	// maxTreeDepth is far beyond any real store (a depth of 10 holds
+	// billions of keys) and stops a walk long before the stack is at risk.
+	maxTreeDepth = 64
+)
+
+type pageVerifier struct {
+	file      *os.File
+	pageSize  int
+	highWater uint64 // pages at or above it are not in use
+	seen      map[uint64]bool
+}
+
+// verifyPages checks the page structure of the file tx reads.
+func verifyPages(path string, tx *bolt.Tx) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	pageSize := tx.DB().Info().PageSize
+	v := &pageVerifier{file: f, pageSize: pageSize, highWater: uint64(tx.Size()) / uint64(pageSize), seen: map[uint64]bool{}}
+	if err := v.walk(uint64(tx.Cursor().Bucket().Root()), 0); err != nil {
+		return corruptError(path, err.Error())
+	}
+	return nil
+}
+
+func (v *pageVerifier) walk(id uint64, depth int) error {
+	switch {
+	case depth > maxTreeDepth:
+		return fmt.Errorf("page %d: tree deeper than %d levels", id, maxTreeDepth)
+	case id < 2 || id >= v.highWater:
+		return fmt.Errorf("page %d: pointer outside the file's %d pages", id, v.highWater)
+	case v.seen[id]:
+		return fmt.Errorf("page %d: referenced twice", id)
+	}
+	v.seen[id] = true
+	header := make([]byte, pageHeaderSize)
+	if _, err := v.file.ReadAt(header, int64(id)*int64(v.pageSize)); err != nil {
+		return fmt.Errorf("page %d: %v", id, err)
+	}
+	overflow := uint64(binary.NativeEndian.Uint32(header[12:]))
+	if gotID := binary.NativeEndian.Uint64(header); gotID != id {
+		return fmt.Errorf("page %d: header says page %d", id, gotID)
+	}
+	if id+overflow >= v.highWater {
+		return fmt.Errorf("page %d: %d overflow pages run past the file's %d pages", id, overflow, v.highWater)
+	}
+	page := make([]byte, (overflow+1)*uint64(v.pageSize))
+	if _, err := v.file.ReadAt(page, int64(id)*int64(v.pageSize)); err != nil {
+		return fmt.Errorf("page %d: %v", id, err)
+	}
+	for i := uint64(1); i <= overflow; i++ {
+		v.seen[id+i] = true
+	}
+	return v.checkPage(id, page, depth)
+}
+
+// checkPage checks one branch or leaf page, stored at id or inline in a
+// bucket value (id 0), and walks what it points to.
+func (v *pageVerifier) checkPage(id uint64, page []byte, depth int) error {
+	if len(page) < pageHeaderSize {
+		return fmt.Errorf("page %d: %d bytes is too short", id, len(page))
+	}
+	flags := binary.NativeEndian.Uint16(page[8:])
+	count := int(binary.NativeEndian.Uint16(page[10:]))
+	if pageHeaderSize+count*pageElementSize > len(page) {
+		return fmt.Errorf("page %d: %d elements do not fit", id, count)
+	}
+	var previous []byte
+	for i := range count {
+		at := pageHeaderSize + i*pageElementSize
+		elem := page[at : at+pageElementSize]
+		var pos, ksize, vsize uint64
+		switch flags {
+		case branchPageFlag:
+			pos, ksize = uint64(binary.NativeEndian.Uint32(elem)), uint64(binary.NativeEndian.Uint32(elem[4:]))
+		case leafPageFlag:
+			pos, ksize, vsize = uint64(binary.NativeEndian.Uint32(elem[4:])), uint64(binary.NativeEndian.Uint32(elem[8:])), uint64(binary.NativeEndian.Uint32(elem[12:]))
+		default:
+			return fmt.Errorf("page %d: unexpected page type %#x", id, flags)
+		}
+		start := uint64(at) + pos
+		if start+ksize+vsize > uint64(len(page)) {
+			return fmt.Errorf("page %d: element %d lies outside the page", id, i)
+		}
+		key := page[start : start+ksize]
+		if i > 0 && bytes.Compare(previous, key) >= 0 {
+			return fmt.Errorf("page %d: keys out of order at element %d", id, i)
+		}
+		previous = key
+		if flags == branchPageFlag {
+			if err := v.walk(binary.NativeEndian.Uint64(elem[8:]), depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		if binary.NativeEndian.Uint32(elem)&bucketLeafFlag == 0 {
+			continue
+		}
+		value := page[start+ksize : start+ksize+vsize]
+		if len(value) < bucketHeaderSize {
+			return fmt.Errorf("page %d: bucket %q has a %d-byte header", id, key, len(value))
+		}
+		if root := binary.NativeEndian.Uint64(value); root != 0 {
+			if err := v.walk(root, depth+1); err != nil {
+				return err
+			}
+		} else if err := v.checkPage(0, value[bucketHeaderSize:], depth+1); err != nil {
+			return fmt.Errorf("inline bucket %q: %w", key, err)
+		}
+	}
+	return nil
+}
