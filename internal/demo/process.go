@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // Process is a processor program running as a child process, with its
@@ -19,11 +20,13 @@ type Process struct {
 	// LogPath is the file its log goes to.
 	LogPath string
 
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stderr bytes.Buffer // written by exec until Wait returns
-	done   chan struct{}
-	err    error // the process's exit, set before done is closed
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	killed  atomic.Bool  // Kill was called
+	stopped atomic.Bool  // Stop was called
+	stderr  bytes.Buffer // written by exec until Wait returns
+	done    chan struct{}
+	err     error // the process's exit, set before done is closed
 }
 
 // StartProcess runs the processor program: the command exe with args,
@@ -55,11 +58,22 @@ func StartProcess(exe string, args []string, cfg ProcessorConfig, logPath string
 
 // Kill ends the process at once (SIGKILL on Unix), as a crash would: it
 // neither checkpoints nor relinquishes its partitions.
-func (p *Process) Kill() error { return p.cmd.Process.Kill() }
+func (p *Process) Kill() error {
+	p.killed.Store(true)
+	return p.cmd.Process.Kill()
+}
+
+// Killed reports whether Kill was called.
+func (p *Process) Killed() bool { return p.killed.Load() }
+
+// Ending reports whether Kill or Stop was called, so that the process's
+// exit is expected.
+func (p *Process) Ending() bool { return p.killed.Load() || p.stopped.Load() }
 
 // Stop asks the process to stop gracefully: SIGTERM on Unix, elsewhere
 // the end of its standard input.
 func (p *Process) Stop() error {
+	p.stopped.Store(true)
 	if err := terminate(p.cmd.Process); err != nil {
 		return p.stdin.Close()
 	}

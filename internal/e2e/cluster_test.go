@@ -6,7 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-		"strconv"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -68,9 +68,8 @@ type cluster struct {
 	store              *boltstore.Store
 	ns, hubName, group string
 
-	procs  []*demo.Process        // every process started, in order
-	ending map[*demo.Process]bool // processes killed or stopped on purpose
-	runs   map[string]int         // how many processes each id has had
+	procs []*demo.Process // every process started, in order
+	runs  map[string]int  // how many processes each id has had
 }
 
 func newCluster(t *testing.T, partitions int) *cluster {
@@ -97,7 +96,7 @@ func newCluster(t *testing.T, partitions int) *cluster {
 	c := &cluster{
 		t: t, ctx: ctx, exe: exe, hub: hub, dir: dir, store: store,
 		ns: props.FullyQualifiedNamespace, hubName: hub.Name(), group: azeventhubs.DefaultConsumerGroup,
-		ending: map[*demo.Process]bool{}, runs: map[string]int{},
+		runs: map[string]int{},
 	}
 	for i := range partitions {
 		c.partitions = append(c.partitions, strconv.Itoa(i))
@@ -185,7 +184,6 @@ func (c *cluster) start(ids ...string) []*demo.Process {
 func (c *cluster) stop(procs ...*demo.Process) {
 	c.t.Helper()
 	for _, p := range procs {
-		c.ending[p] = true
 		if err := p.Stop(); err != nil {
 			c.t.Fatal(err)
 		}
@@ -203,7 +201,6 @@ func (c *cluster) stop(procs ...*demo.Process) {
 func (c *cluster) kill(procs ...*demo.Process) {
 	c.t.Helper()
 	for _, p := range procs {
-		c.ending[p] = true
 		if err := p.Kill(); err != nil {
 			c.t.Fatal(err)
 		}
@@ -253,7 +250,7 @@ func (c *cluster) waitFor(what string, timeout time.Duration, cond func() bool) 
 		for _, p := range c.procs {
 			select {
 			case <-p.Done():
-				if !c.ending[p] {
+				if !p.Ending() {
 					c.t.Fatalf("waiting until %s: processor exited: %v", what, p.Wait(c.ctx))
 				}
 			default:
