@@ -70,11 +70,12 @@ func (s *Store) Records(ctx context.Context, scope Scope) ([]Record, error) {
 				}
 				prefix := g.checksumPrefix(kind)
 				err := b.ForEach(func(k, v []byte) error {
-					rec, err := s.decodeRecord(g, kind, prefix, k, v)
-					if err == nil {
-						records = append(records, rec)
+					rec, err := decodeRecord(g, kind, prefix, k, v)
+					if err != nil {
+						return corruptError(s.path, err.Error())
 					}
-					return err
+					records = append(records, rec)
+					return nil
 				})
 				if err != nil {
 					return err
@@ -113,11 +114,13 @@ func eachBucket(parent *bolt.Bucket, scope Scope, level int, fn func([]byte, *bo
 	})
 }
 
-func (s *Store) decodeRecord(g groupKey, kind recordKind, prefix uint32, k, v []byte) (Record, error) {
+// decodeRecord decodes a stored record for the admin API. Its error
+// describes the damage and the record's coordinates; callers add the file.
+func decodeRecord(g groupKey, kind recordKind, prefix uint32, k, v []byte) (Record, error) {
 	rec := Record{Namespace: string(g.namespace), EventHub: string(g.hub), ConsumerGroup: string(g.group)}
 	id, ok := partitionIDBytes(k)
 	if !ok {
-		return rec, s.recordError(string(kind.recordType()), rec.Namespace, rec.EventHub, rec.ConsumerGroup, fmt.Sprintf("%x", k), errors.New("malformed partition key"))
+		return rec, fmt.Errorf("%s record of %s: malformed partition key", kind.recordType(), coordinates(rec.Namespace, rec.EventHub, rec.ConsumerGroup, fmt.Sprintf("%x", k)))
 	}
 	rec.PartitionID = string(id)
 	rec.Type = kind.recordType()
@@ -142,7 +145,7 @@ func (s *Store) decodeRecord(g groupKey, kind recordKind, prefix uint32, k, v []
 		rec.WrittenAt = time.Unix(0, written).UTC()
 	}
 	if err != nil {
-		return rec, s.recordError(string(rec.Type), rec.Namespace, rec.EventHub, rec.ConsumerGroup, rec.PartitionID, err)
+		return rec, fmt.Errorf("%s record of %s: %v", rec.Type, coordinates(rec.Namespace, rec.EventHub, rec.ConsumerGroup, rec.PartitionID), err)
 	}
 	return rec, nil
 }
@@ -176,7 +179,10 @@ func checkRecordKey(r Record) (recordKind, error) {
 	return kind, checkName("PartitionID", r.PartitionID, true)
 }
 
-func checkRecord(r Record) error {
+// Validate reports, as ErrInvalidArgument, what PutRecords would refuse in
+// r: a missing or invalid coordinate, type, owner, etag or offset, or a
+// checkpoint with neither offset nor sequence number.
+func (r Record) Validate() error {
 	kind, err := checkRecordKey(r)
 	if err != nil {
 		return err
@@ -201,7 +207,7 @@ func checkRecord(r Record) error {
 // written in one transaction: either all are stored or none.
 func (s *Store) PutRecords(ctx context.Context, records []Record) error {
 	for i, r := range records {
-		if err := checkRecord(r); err != nil {
+		if err := r.Validate(); err != nil {
 			return fmt.Errorf("%s: records[%d] (%s): %w", s.path, i, coordinates(r.Namespace, r.EventHub, r.ConsumerGroup, r.PartitionID), err)
 		}
 	}
@@ -319,12 +325,12 @@ func (s *Store) Check(ctx context.Context) error {
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		// bbolt's Check would crash on pages verifyPages rejects.
 		if err := verifyPages(s.path, tx); err != nil {
-			problems = append(problems, err)
+			problems = append(problems, checkProblem(s.path, err))
 			return nil
 		}
 		for err := range tx.Check() {
 			if len(problems) < maxCheckProblems {
-				problems = append(problems, corruptError(s.path, err.Error()))
+				problems = append(problems, checkProblem(s.path, err))
 			}
 		}
 		return s.walkGroups(tx, Scope{}, func(g groupKey, groupBucket *bolt.Bucket) error {
@@ -335,8 +341,8 @@ func (s *Store) Check(ctx context.Context) error {
 				}
 				prefix := g.checksumPrefix(kind)
 				_ = b.ForEach(func(k, v []byte) error {
-					if _, err := s.decodeRecord(g, kind, prefix, k, v); err != nil && len(problems) < maxCheckProblems {
-						problems = append(problems, err)
+					if _, err := decodeRecord(g, kind, prefix, k, v); err != nil && len(problems) < maxCheckProblems {
+						problems = append(problems, checkProblem(s.path, err))
 					}
 					return nil
 				})
@@ -348,6 +354,12 @@ func (s *Store) Check(ctx context.Context) error {
 		problems = append(problems, err)
 	}
 	return errors.Join(problems...)
+}
+
+// checkProblem is one problem in Check's report: an ErrCorrupt naming the
+// file, without the advice to run check that other errors carry.
+func checkProblem(path string, err error) error {
+	return fmt.Errorf("%s: %w: %v", path, ErrCorrupt, err)
 }
 
 // maxCheckProblems bounds Check's report on a badly damaged file.

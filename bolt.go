@@ -2,8 +2,10 @@ package boltstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -25,6 +27,10 @@ func openBolt(path string, f *os.File, noSync bool) (db *bolt.DB, err error) {
 	if info.Size() == 0 {
 		f.Close()
 		return nil, corruptError(path, "the file is empty")
+	}
+	if err := checkHeader(path, f, info.Size()); err != nil {
+		f.Close()
+		return nil, err
 	}
 	err = contain(path, func() error {
 		db, err = bolt.Open(path, 0o600, &bolt.Options{
@@ -48,6 +54,57 @@ func openBolt(path string, f *os.File, noSync bool) (db *bolt.DB, err error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// bbolt's meta page, as far as checkHeader reads it: after the 16-byte page
+// header come magic (uint32), version, page size (uint32), flags, the root
+// bucket (16 bytes), the freelist page id, the high-water page id (uint64)
+// and the transaction id (uint64), in native byte order.
+const (
+	boltMagic       = 0xED0CDAED
+	metaOffset      = 16
+	metaPageSizeAt  = metaOffset + 8
+	metaHighWaterAt = metaOffset + 40
+	metaTxIDAt      = metaOffset + 48
+	metaChecksumAt  = metaOffset + 56
+	metaEnd         = metaOffset + 64
+)
+
+// checkHeader tells a foreign file and a truncated store apart before
+// bbolt, whose errors for both are vague ("file size too small", "invalid
+// freelist page"), sees the file.
+func checkHeader(path string, f *os.File, size int64) error {
+	var newest []byte
+	sawMagic := false
+	for _, at := range []int64{0, int64(os.Getpagesize())} {
+		meta := make([]byte, metaEnd)
+		if _, err := f.ReadAt(meta, at); err != nil {
+			continue
+		}
+		if binary.NativeEndian.Uint32(meta[metaOffset:]) != boltMagic {
+			continue
+		}
+		sawMagic = true
+		sum := fnv.New64a()
+		sum.Write(meta[metaOffset:metaChecksumAt])
+		if sum.Sum64() != binary.NativeEndian.Uint64(meta[metaChecksumAt:]) {
+			continue // bbolt will fall back to the other meta page, or refuse
+		}
+		if newest == nil || binary.NativeEndian.Uint64(meta[metaTxIDAt:]) > binary.NativeEndian.Uint64(newest[metaTxIDAt:]) {
+			newest = meta
+		}
+	}
+	switch {
+	case !sawMagic:
+		return fmt.Errorf("%s: %w: not a boltstore file (no bbolt header)", path, ErrUnsupportedFormat)
+	case newest == nil:
+		return corruptError(path, "both bbolt meta pages are damaged")
+	}
+	need := binary.NativeEndian.Uint64(newest[metaHighWaterAt:]) * uint64(binary.NativeEndian.Uint32(newest[metaPageSizeAt:]))
+	if need > uint64(size) {
+		return corruptError(path, fmt.Sprintf("the file is truncated: its metadata needs %d bytes, it has %d", need, size))
+	}
+	return nil
 }
 
 // classifyOpenError maps bbolt's refusal to open a file to our sentinels.

@@ -92,7 +92,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	s := &Store{path: path, opts: o, lease: newLease(path, &o)}
 	err = s.view(context.Background(), func(tx *bolt.Tx) error {
 		if err := verifyPages(path, tx); err != nil {
-			return err
+			return corruptError(path, err.Error())
 		}
 		var problem error
 		for err := range tx.Check() {

@@ -552,6 +552,8 @@ func TestOpenRefusesForeignFiles(t *testing.T) {
 	}{
 		{write("empty.db", nil), ErrCorrupt},
 		{write("text.db", []byte(strings.Repeat("not a store\n", 2000))), ErrUnsupportedFormat},
+		{write("short.db", []byte("not a store")), ErrUnsupportedFormat},
+		{write("truncated.db", truncatedStore(t, dir)), ErrCorrupt},
 	}
 	for _, c := range cases {
 		s, err := Open(c.path, nil)
@@ -563,6 +565,25 @@ func TestOpenRefusesForeignFiles(t *testing.T) {
 	if _, err := Open(filepath.Join(dir, "missing-dir", "x.db"), nil); err == nil {
 		t.Fatal("Open in a missing directory succeeded")
 	}
+}
+
+// truncatedStore returns the first half of a populated store file.
+func truncatedStore(t *testing.T, dir string) []byte {
+	path := filepath.Join(dir, "full.db")
+	s := openTestStore(t, path, &Options{NoSync: true})
+	for i := range 64 {
+		cp := checkpoint("0", nil, ptr(int64(i)))
+		cp.ConsumerGroup = strings.Repeat("g", 200) + strconv.Itoa(i)
+		if err := s.SetCheckpoint(context.Background(), cp, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data[:len(data)/2]
 }
 
 func TestNewFileMode(t *testing.T) {

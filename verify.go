@@ -43,7 +43,8 @@ type pageVerifier struct {
 	seen      map[uint64]bool
 }
 
-// verifyPages checks the page structure of the file tx reads.
+// verifyPages checks the page structure of the file tx reads. Its error
+// describes the damage; callers add the file.
 func verifyPages(path string, tx *bolt.Tx) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -52,10 +53,7 @@ func verifyPages(path string, tx *bolt.Tx) error {
 	defer f.Close()
 	pageSize := tx.DB().Info().PageSize
 	v := &pageVerifier{file: f, pageSize: pageSize, highWater: uint64(tx.Size()) / uint64(pageSize), seen: map[uint64]bool{}}
-	if err := v.walk(uint64(tx.Cursor().Bucket().Root()), 0); err != nil {
-		return corruptError(path, err.Error())
-	}
-	return nil
+	return v.walk(uint64(tx.Cursor().Bucket().Root()), 0)
 }
 
 func (v *pageVerifier) walk(id uint64, depth int) error {
