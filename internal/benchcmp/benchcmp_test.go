@@ -1,0 +1,142 @@
+package benchcmp
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ehcheckpoints/boltstore/internal/azurite"
+)
+
+// TestRunTiny runs every case a few times, BlobStore on Azurite included,
+// and checks that the report is complete and well formed. It asserts
+// nothing about speed: a few calls on a shared machine say nothing about
+// it, and the targets are for people to read, not for CI to enforce.
+func TestRunTiny(t *testing.T) {
+	srv := azurite.ForTest(t)
+	var progress bytes.Buffer
+	rep, err := Run(t.Context(), Config{
+		Dir:             t.TempDir(),
+		Samples:         10,
+		ListSamples:     10,
+		BlobSamples:     4,
+		Rounds:          2,
+		OtherGroups:     20,
+		OtherPartitions: 2,
+		Azurite:         srv,
+		Progress:        &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+	}
+
+	wantIDs := []string{idFloor, idPlainBolt, idSet, idSetParallel, idClaim, idListOwn, idListCp, idListOwnMany,
+		idListCpMany, idHandover, idReopen, idBlobSet, idBlobClaim, idBlobListOwn, idBlobListCp}
+	if len(rep.Results) != len(wantIDs) {
+		t.Fatalf("got %d results, want %d: %+v", len(rep.Results), len(wantIDs), rep.Results)
+	}
+	for i, r := range rep.Results {
+		if r.ID != wantIDs[i] {
+			t.Errorf("result %d is %q, want %q", i, r.ID, wantIDs[i])
+		}
+		if r.Calls == 0 || r.P50 <= 0 || r.P90 < r.P50 || r.OpsPerSec <= 0 {
+			t.Errorf("result %s is incomplete: %+v", r.ID, r)
+		}
+	}
+	if got := rep.Results[3]; got.Workers != Partitions || got.Calls != Partitions*1 {
+		t.Errorf("parallel case: %d calls by %d workers, want %d by %d", got.Calls, got.Workers, Partitions, Partitions)
+	}
+	if len(rep.Targets) != 11 {
+		t.Errorf("got %d targets, want 11", len(rep.Targets))
+	}
+	for _, tg := range rep.Targets {
+		if !tg.Measured || tg.Value <= 0 {
+			t.Errorf("target %q not measured: %+v", tg.Name, tg)
+		}
+	}
+
+	var text bytes.Buffer
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	out := text.String()
+	for _, want := range []string{"subject", "p50", "allocs/op", "BlobStore/Azurite", "write 4 KiB + fdatasync",
+		"SetCheckpoint p50 vs the fdatasync floor", "targets met"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	t.Log("\n" + out)
+
+	var back Report
+	raw, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &back); err != nil || len(back.Results) != len(rep.Results) {
+		t.Errorf("JSON round trip: %v, %d results", err, len(back.Results))
+	}
+}
+
+// TestRunWithoutBlob checks that a run without BlobStore reports the
+// BlobStore targets as not measured instead of failing or inventing them.
+func TestRunWithoutBlob(t *testing.T) {
+	rep, err := Run(t.Context(), Config{Dir: t.TempDir(), Samples: 5, ListSamples: 5, Rounds: 1,
+		OtherGroups: 3, OtherPartitions: 1, SkipBlob: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	met, measured := rep.Met()
+	if measured != 7 || met > measured {
+		t.Errorf("Met() = %d, %d; want 7 measured targets", met, measured)
+	}
+	for _, tg := range rep.Targets {
+		if strings.Contains(tg.Name, "BlobStore") && (tg.Measured || tg.Met) {
+			t.Errorf("target %q is measured without BlobStore: %+v", tg.Name, tg)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 10; i++ {
+		d = append(d, time.Duration(i))
+	}
+	for _, tc := range []struct{ p, want int }{{50, 5}, {90, 9}, {100, 10}, {1, 1}} {
+		if got := percentile(d, tc.p); got != time.Duration(tc.want) {
+			t.Errorf("percentile(1..10, %d) = %d, want %d", tc.p, got, tc.want)
+		}
+	}
+	if got := percentile(nil, 50); got != 0 {
+		t.Errorf("percentile(nil) = %v", got)
+	}
+}
+
+func TestShareSplitsEvenly(t *testing.T) {
+	for _, n := range []int{1, 7, 10, 1001} {
+		sum := 0
+		for r := range 4 {
+			sum += share(n, 4, r)
+		}
+		if sum != n {
+			t.Errorf("shares of %d over 4 rounds add up to %d", n, sum)
+		}
+	}
+}
+
+func TestFormat(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{{987 * time.Nanosecond, "987ns"}, {9870 * time.Nanosecond, "9.87µs"}, {123456 * time.Nanosecond, "123µs"},
+		{1350 * time.Microsecond, "1.35ms"}, {45 * time.Millisecond, "45.0ms"}} {
+		if got := FormatDuration(tc.d); got != tc.want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+	if got := formatCount(1234567.4); got != "1,234,567" {
+		t.Errorf("formatCount = %q", got)
+	}
+}

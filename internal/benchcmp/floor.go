@@ -1,0 +1,80 @@
+package benchcmp
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// floorFileSize is the size the floor's file is preallocated to. Writing
+// inside an existing, already synced extent keeps fdatasync from having to
+// flush any metadata, so the floor is one data write and one cache flush:
+// the least any durable commit can cost on the disk.
+const floorFileSize = 1 << 20
+
+// FloorWriteSize is how much the floor writes per operation: one page, as
+// bbolt does for the meta page of every commit.
+const FloorWriteSize = 4096
+
+// Floor is the physical floor of a durable commit: a 4 KiB write at a
+// fixed offset of a preallocated file, followed by fdatasync.
+type Floor struct {
+	f   *os.File
+	buf []byte
+}
+
+// OpenFloor creates the floor's file in dir, which should be the directory
+// the store files are in, so that both are on the same disk.
+func OpenFloor(dir string) (*Floor, error) {
+	f, err := os.CreateTemp(dir, "fdatasync-floor-*")
+	if err != nil {
+		return nil, err
+	}
+	fl := &Floor{f: f, buf: make([]byte, FloorWriteSize)}
+	// Write the whole file once and sync it, so that every later write
+	// overwrites allocated, already durable blocks.
+	if _, err := f.Write(make([]byte, floorFileSize)); err != nil {
+		fl.Close()
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		fl.Close()
+		return nil, err
+	}
+	if err := syncDir(filepath.Dir(f.Name())); err != nil {
+		fl.Close()
+		return nil, err
+	}
+	return fl, nil
+}
+
+// Write does one durable 4 KiB write.
+func (fl *Floor) Write() error {
+	// Change a byte so that the page is really dirty each time.
+	fl.buf[0]++
+	if _, err := fl.f.WriteAt(fl.buf, 0); err != nil {
+		return err
+	}
+	if err := fdatasync(fl.f); err != nil {
+		return fmt.Errorf("fdatasync: %w", err)
+	}
+	return nil
+}
+
+// Close closes and removes the file.
+func (fl *Floor) Close() error {
+	err := fl.f.Close()
+	if rmErr := os.Remove(fl.f.Name()); err == nil {
+		err = rmErr
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

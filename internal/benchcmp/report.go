@@ -1,0 +1,297 @@
+package benchcmp
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Report is the outcome of Run.
+type Report struct {
+	Env     Env           `json:"env"`
+	Config  ConfigSummary `json:"config"`
+	Results []Result      `json:"results"`
+	Targets []Target      `json:"targets"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+}
+
+// Env describes the machine a report was measured on.
+type Env struct {
+	GoVersion  string `json:"go_version"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
+	CPUs       int    `json:"cpus"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	CPUModel   string `json:"cpu_model,omitempty"`
+}
+
+// ConfigSummary is the part of a Config that shapes the figures.
+type ConfigSummary struct {
+	Samples         int  `json:"samples"`
+	ListSamples     int  `json:"list_samples"`
+	BlobSamples     int  `json:"blob_samples"`
+	Rounds          int  `json:"rounds"`
+	OtherGroups     int  `json:"other_groups"`
+	OtherPartitions int  `json:"other_partitions"`
+	SkipBlob        bool `json:"skip_blob"`
+}
+
+func (c Config) summary() ConfigSummary {
+	return ConfigSummary{c.Samples, c.ListSamples, c.BlobSamples, c.Rounds, c.OtherGroups, c.OtherPartitions, c.SkipBlob}
+}
+
+// Result is the summary of one measured operation.
+type Result struct {
+	// ID names the case for programs; Subject and Operation for people.
+	ID        string `json:"id"`
+	Subject   string `json:"subject"`
+	Operation string `json:"operation"`
+	// Calls is how many calls were timed; Workers how many goroutines
+	// made them at once (0: one caller).
+	Calls   int `json:"calls"`
+	Workers int `json:"workers,omitempty"`
+	// P50 and P90 are percentiles of the individually timed calls.
+	P50 time.Duration `json:"p50_ns"`
+	P90 time.Duration `json:"p90_ns"`
+	// OpsPerSec is calls per second: for one caller the inverse of the
+	// mean call, for concurrent workers calls over wall time.
+	OpsPerSec float64 `json:"ops_per_sec"`
+	// AllocsPerOp and BytesPerOp are heap allocations per call, counted
+	// over the whole process, background goroutines included.
+	AllocsPerOp float64 `json:"allocs_per_op"`
+	BytesPerOp  float64 `json:"bytes_per_op"`
+}
+
+// Target is one speed target and how this run fared against it.
+type Target struct {
+	Name string `json:"name"`
+	// Value is the measured figure in Unit ("x" for a ratio, "µs").
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`
+	// Limit is the target's bound; AtMost says whether Value must be at
+	// most (true) or at least (false) Limit.
+	Limit  float64 `json:"limit"`
+	AtMost bool    `json:"at_most"`
+	// Measured is false when a figure it needs was not measured (for
+	// example BlobStore with SkipBlob); Met is then false too.
+	Measured bool `json:"measured"`
+	Met      bool `json:"met"`
+	// Basis says which figures Value is made of.
+	Basis string `json:"basis"`
+}
+
+// evaluate computes the targets of issue 3 from the results.
+func evaluate(results []Result, otherGroups int) []Target {
+	byID := map[string]*Result{}
+	for i := range results {
+		byID[results[i].ID] = &results[i]
+	}
+	p50 := func(id string) float64 {
+		if r, ok := byID[id]; ok && r.Calls > 0 {
+			return float64(r.P50)
+		}
+		return math.NaN()
+	}
+	ops := func(id string) float64 {
+		if r, ok := byID[id]; ok && r.Calls > 0 {
+			return r.OpsPerSec
+		}
+		return math.NaN()
+	}
+	target := func(name, basis string, value, limit float64, atMost bool, unit string) Target {
+		t := Target{Name: name, Basis: basis, Value: value, Unit: unit, Limit: limit, AtMost: atMost, Measured: !math.IsNaN(value)}
+		if t.Measured {
+			t.Met = value <= limit
+			if !atMost {
+				t.Met = value >= limit
+			}
+		} else {
+			t.Value = 0
+		}
+		return t
+	}
+	ratio := func(a, b string) float64 { return p50(a) / p50(b) }
+	us := func(id string) float64 { return p50(id) / float64(time.Microsecond) }
+	return []Target{
+		target("SetCheckpoint p50 vs the fdatasync floor", "SetCheckpoint p50 / floor p50", ratio(idSet, idFloor), 2.5, true, "x"),
+		target("SetCheckpoint faster than BlobStore", "BlobStore p50 / boltstore p50", ratio(idBlobSet, idSet), 5, false, "x"),
+		target("32 concurrent writers vs one caller", "checkpoints/s of 32 goroutines / of one caller", ops(idSetParallel)/ops(idSet), 20, false, "x"),
+		target("ClaimOwnership 32 vs one SetCheckpoint", "ClaimOwnership p50 / SetCheckpoint p50", ratio(idClaim, idSet), 1.3, true, "x"),
+		target("ClaimOwnership 32 faster than BlobStore", "BlobStore p50 / boltstore p50", ratio(idBlobClaim, idClaim), 100, false, "x"),
+		target("ListOwnership 32 p50", "p50", us(idListOwn), 20, true, "µs"),
+		target("ListOwnership 32 faster than BlobStore", "BlobStore p50 / boltstore p50", ratio(idBlobListOwn, idListOwn), 200, false, "x"),
+		target("ListCheckpoints 32 p50", "p50", us(idListCp), 20, true, "µs"),
+		target("ListCheckpoints 32 faster than BlobStore", "BlobStore p50 / boltstore p50", ratio(idBlobListCp, idListCp), 200, false, "x"),
+		target(fmt.Sprintf("ListOwnership with %d other groups", otherGroups), "p50 with / p50 without", ratio(idListOwnMany, idListOwn), 1.3, true, "x"),
+		target(fmt.Sprintf("ListCheckpoints with %d other groups", otherGroups), "p50 with / p50 without", ratio(idListCpMany, idListCp), 1.3, true, "x"),
+	}
+}
+
+// Met counts the targets met and measured.
+func (r *Report) Met() (met, measured int) {
+	for _, t := range r.Targets {
+		if t.Measured {
+			measured++
+			if t.Met {
+				met++
+			}
+		}
+	}
+	return met, measured
+}
+
+// WriteText prints the report as two tables: the measured operations, then
+// the targets.
+func (r *Report) WriteText(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	e := r.Env
+	cpu := ""
+	if e.CPUModel != "" {
+		cpu = ", " + e.CPUModel
+	}
+	fmt.Fprintf(bw, "boltstore bench: %s %s/%s, %d CPUs%s, GOMAXPROCS %d\n", e.GoVersion, e.OS, e.Arch, e.CPUs, cpu, e.GOMAXPROCS)
+	fmt.Fprintf(bw, "default Options (durable: fsync on); every call timed on its own; %d rounds; took %s\n\n",
+		r.Config.Rounds, r.Elapsed.Round(100*time.Millisecond))
+
+	rows := [][]string{{"subject", "operation", "calls", "p50", "p90", "ops/s", "allocs/op", "B/op"}}
+	for _, res := range r.Results {
+		rows = append(rows, []string{res.Subject, res.Operation, strconv.Itoa(res.Calls),
+			FormatDuration(res.P50), FormatDuration(res.P90), formatCount(res.OpsPerSec),
+			formatAllocs(res.AllocsPerOp), formatCount(res.BytesPerOp)})
+	}
+	writeTable(bw, rows, "llrrrrrr")
+
+	fmt.Fprintln(bw)
+	rows = [][]string{{"target", "measured", "wanted", "result", "from"}}
+	for _, t := range r.Targets {
+		op := "≥ "
+		if t.AtMost {
+			op = "≤ "
+		}
+		measured, result := "-", "not measured"
+		if t.Measured {
+			measured = formatValue(t.Value, t.Unit)
+			result = "MET"
+			if !t.Met {
+				result = "NOT MET"
+			}
+		}
+		rows = append(rows, []string{t.Name, measured, op + formatValue(t.Limit, t.Unit), result, t.Basis})
+	}
+	writeTable(bw, rows, "lrrll")
+	met, measured := r.Met()
+	fmt.Fprintf(bw, "\n%d of %d targets met", met, len(r.Targets))
+	if measured < len(r.Targets) {
+		fmt.Fprintf(bw, " (%d not measured)", len(r.Targets)-measured)
+	}
+	fmt.Fprintln(bw, ".")
+	return bw.Flush()
+}
+
+// FormatDuration prints d with three significant digits in the unit that
+// suits it: 9.87µs, 123µs, 1.35ms.
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "-"
+	case d < time.Microsecond:
+		return fmt.Sprintf("%dns", d.Nanoseconds())
+	case d < time.Millisecond:
+		return sig3(float64(d)/float64(time.Microsecond)) + "µs"
+	case d < time.Second:
+		return sig3(float64(d)/float64(time.Millisecond)) + "ms"
+	}
+	return sig3(d.Seconds()) + "s"
+}
+
+func sig3(v float64) string {
+	switch {
+	case v < 10:
+		return fmt.Sprintf("%.2f", v)
+	case v < 100:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func formatValue(v float64, unit string) string {
+	if unit == "x" {
+		return sig3(v) + "×"
+	}
+	return sig3(v) + " " + unit
+}
+
+// formatCount prints a rate or size with thousands separators.
+func formatCount(v float64) string {
+	if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return "-"
+	}
+	s := fmt.Sprintf("%.0f", v)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func formatAllocs(v float64) string {
+	if v < 10 {
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// cpuModel returns the processor's model name where the system tells it.
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// writeTable prints rows in columns two spaces apart, aligned as align
+// says, one letter per column: l for left (text), r for right (numbers).
+// It counts runes, not bytes, so that "µs" and "×" keep the alignment.
+func writeTable(w io.Writer, rows [][]string, align string) {
+	var widths []int
+	for _, row := range rows {
+		for i, cell := range row {
+			if i == len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+		}
+	}
+	for _, row := range rows {
+		var line strings.Builder
+		for i, cell := range row {
+			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(cell))
+			if i > 0 {
+				line.WriteString("  ")
+			}
+			if align[i] == 'l' {
+				line.WriteString(cell + pad)
+			} else {
+				line.WriteString(pad + cell)
+			}
+		}
+		fmt.Fprintln(w, strings.TrimRight(line.String(), " "))
+	}
+}
