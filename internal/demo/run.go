@@ -72,7 +72,8 @@ const (
 const (
 	refreshEvery  = 250 * time.Millisecond
 	publishPeriod = 12 * time.Second // over which the events are spread
-	pause         = 3 * time.Second  // to look at a balanced table
+	livePause     = 3 * time.Second // to look at the table after each step
+	plainPause    = time.Second     // to let events flow between steps
 	phaseTimeout  = 30 * time.Second
 )
 
@@ -173,7 +174,7 @@ func (r *runner) run(ctx context.Context) error {
 	balanced := time.Since(r.start)
 	r.notef("balanced: %s", r.shares())
 	r.table()
-	if err := r.sleep(ctx, pause); err != nil {
+	if err := r.sleep(ctx, r.pause()); err != nil {
 		return err
 	}
 
@@ -200,9 +201,9 @@ func (r *runner) run(ctx context.Context) error {
 		return err
 	}
 	rebalance := time.Since(killedAt)
-	r.notef("taken over in %s: %s", rebalance.Round(time.Millisecond), r.shares())
+	r.notef("taken over in %s: %s", rebalance.Round(10*time.Millisecond), r.shares())
 	r.table()
-	if err := r.sleep(ctx, pause); err != nil {
+	if err := r.sleep(ctx, r.pause()); err != nil {
 		return err
 	}
 
@@ -275,6 +276,14 @@ func (r *runner) publishN(n int) error {
 		r.published.Add(1)
 	}
 	return nil
+}
+
+// pause is how long the demo waits after a step.
+func (r *runner) pause() time.Duration {
+	if r.o.Live {
+		return livePause
+	}
+	return plainPause
 }
 
 // until refreshes the screen until cond holds.
@@ -427,9 +436,12 @@ func (r *runner) notef(format string, args ...any) {
 	}
 }
 
-// table prints the table, for output that is not live.
+// table shows the table now: it prints it, or redraws the live screen.
 func (r *runner) table() {
 	if r.o.Live {
+		if err := r.draw(); err != nil {
+			fmt.Fprintf(r.o.Out, "%v\n", err)
+		}
 		return
 	}
 	var b bytes.Buffer
