@@ -72,8 +72,8 @@ const (
 const (
 	refreshEvery  = 250 * time.Millisecond
 	publishPeriod = 12 * time.Second // over which the events are spread
-	livePause     = 3 * time.Second // to look at the table after each step
-	plainPause    = time.Second     // to let events flow between steps
+	livePause     = 3 * time.Second  // to look at the table after each step
+	plainPause    = time.Second      // to let events flow between steps
 	phaseTimeout  = 30 * time.Second
 )
 
