@@ -1,0 +1,343 @@
+package boltstore_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	"github.com/ehcheckpoints/boltstore"
+	"github.com/ehcheckpoints/boltstore/internal/benchcmp"
+)
+
+// The benchmarks use default Options (durable) unless their name says
+// otherwise, and keep every file in b.TempDir(), on the same disk as
+// BenchmarkFsyncFloor, so that ratios between them can be read from one
+// run:
+//
+//	go test -run '^$' -bench . -benchtime 2000x
+//
+// `go test -bench` reports means; each benchmark also reports its median
+// as p50-µs. `go run ./cmd/ehcheckpoints bench` measures the same calls
+// (internal/benchcmp's workload) side by side with BlobStore on Azurite
+// and checks them against the speed targets.
+
+// latencies records the duration of each call so that a benchmark can
+// report its median, which a noisy machine disturbs far less than the
+// mean. It is sized before the timer starts so that it allocates nothing
+// while timed.
+type latencies struct {
+	b *testing.B
+	d []time.Duration
+}
+
+func newLatencies(b *testing.B) *latencies {
+	return &latencies{b: b, d: make([]time.Duration, 0, b.N)}
+}
+
+// time runs op once, timed.
+func (l *latencies) time(op func() error) {
+	start := time.Now()
+	err := op()
+	l.d = append(l.d, time.Since(start))
+	if err != nil {
+		l.b.Fatal(err)
+	}
+}
+
+// report adds the median as the p50-µs metric.
+func (l *latencies) report() {
+	if len(l.d) == 0 {
+		return
+	}
+	slices.Sort(l.d)
+	l.b.ReportMetric(float64(l.d[(len(l.d)-1)/2])/float64(time.Microsecond), "p50-µs")
+}
+
+// openBench opens a store in b.TempDir() and closes it when b ends.
+func openBench(b *testing.B, name string, opts *boltstore.Options) *boltstore.Store {
+	b.Helper()
+	s, err := boltstore.Open(filepath.Join(b.TempDir(), name), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// filledStore opens a store whose benchmark group has 32 ownerships and
+// checkpoints, and returns it with the ownerships as claimed.
+func filledStore(b *testing.B, opts *boltstore.Options) (*boltstore.Store, []azeventhubs.Ownership) {
+	b.Helper()
+	s := openBench(b, "bench.db", opts)
+	owned, err := benchcmp.Fill(b.Context(), s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s, owned
+}
+
+// BenchmarkFsyncFloor is the physical floor of a durable commit on this
+// disk: a 4 KiB write at a fixed offset of a preallocated file, then
+// fdatasync. bbolt syncs twice per commit, so a store commit costs at
+// least about twice this.
+func BenchmarkFsyncFloor(b *testing.B) {
+	fl, err := benchcmp.OpenFloor(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fl.Close()
+	b.ReportAllocs()
+	lat := newLatencies(b)
+	b.ResetTimer()
+	for range b.N {
+		lat.time(fl.Write)
+	}
+	b.StopTimer()
+	lat.report()
+}
+
+// BenchmarkBoltUpdate is a naive store's commit: bbolt's Update with one
+// Put into a top-level bucket. SetCheckpoint's cost over it is the store's
+// own (nested buckets, checksums, the committer, the lease).
+func BenchmarkBoltUpdate(b *testing.B) {
+	p, err := benchcmp.OpenPlainBolt(filepath.Join(b.TempDir(), "plain.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Put(0); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	lat := newLatencies(b)
+	b.ResetTimer()
+	for i := range b.N {
+		lat.time(func() error { return p.Put(i) })
+	}
+	b.StopTimer()
+	lat.report()
+}
+
+// BenchmarkSetCheckpoint is one caller checkpointing one partition.
+func BenchmarkSetCheckpoint(b *testing.B) {
+	s, _ := filledStore(b, nil)
+	ctx := b.Context()
+	b.ReportAllocs()
+	lat := newLatencies(b)
+	b.ResetTimer()
+	for i := range b.N {
+		lat.time(func() error { return s.SetCheckpoint(ctx, benchcmp.Checkpoint(0, int64(i)), nil) })
+	}
+	b.StopTimer()
+	lat.report()
+}
+
+// BenchmarkSetCheckpointNoSync is SetCheckpoint without fsync: the CPU
+// cost of a commit, for telling it from the disk's.
+func BenchmarkSetCheckpointNoSync(b *testing.B) {
+	s, _ := filledStore(b, &boltstore.Options{NoSync: true})
+	ctx := b.Context()
+	b.ReportAllocs()
+	lat := newLatencies(b)
+	b.ResetTimer()
+	for i := range b.N {
+		lat.time(func() error { return s.SetCheckpoint(ctx, benchcmp.Checkpoint(0, int64(i)), nil) })
+	}
+	b.StopTimer()
+	lat.report()
+}
+
+// BenchmarkSetCheckpointParallel32 is 32 goroutines, one per partition,
+// checkpointing at once, as a processor that owns 32 partitions does. The
+// b.N checkpoints are split among them; checkpoints/s is the throughput
+// they get together, to compare with BenchmarkSetCheckpoint's 1e9/(ns/op).
+func BenchmarkSetCheckpointParallel32(b *testing.B) {
+	const writers = benchcmp.Partitions
+	s, _ := filledStore(b, nil)
+	ctx := b.Context()
+	b.ReportAllocs()
+	durs := make([][]time.Duration, writers)
+	for w := range durs {
+		durs[w] = make([]time.Duration, 0, b.N/writers+1)
+	}
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		errs  = make([]error, writers)
+	)
+	for w := range writers {
+		n := b.N / writers
+		if w < b.N%writers {
+			n++
+		}
+		wg.Go(func() {
+			<-start
+			for i := range n {
+				t0 := time.Now()
+				if err := s.SetCheckpoint(ctx, benchcmp.Checkpoint(w, int64(i)), nil); err != nil {
+					errs[w] = err
+					return
+				}
+				durs[w] = append(durs[w], time.Since(t0))
+			}
+		})
+	}
+	b.ResetTimer()
+	t0 := time.Now()
+	close(start)
+	wg.Wait()
+	elapsed := time.Since(t0)
+	b.StopTimer()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	all := slices.Concat(durs...)
+	slices.Sort(all)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "checkpoints/s")
+	b.ReportMetric(float64(all[(len(all)-1)/2])/float64(time.Microsecond), "p50-µs")
+}
+
+// BenchmarkClaimOwnership32 is a processor renewing its 32 partitions:
+// one ClaimOwnership call with the etags of the previous renewal.
+func BenchmarkClaimOwnership32(b *testing.B) {
+	s, owned := filledStore(b, nil)
+	ctx := b.Context()
+	b.ReportAllocs()
+	lat := newLatencies(b)
+	b.ResetTimer()
+	for range b.N {
+		lat.time(func() (err error) {
+			owned, err = benchcmp.Claim(ctx, s, owned)
+			return err
+		})
+	}
+	b.StopTimer()
+	lat.report()
+}
+
+// benchList measures list (ListOwnership or ListCheckpoints) of the
+// benchmark group in s.
+func benchList(b *testing.B, s *boltstore.Store, list func(context.Context, azeventhubs.CheckpointStore) error) {
+	ctx := b.Context()
+	if err := list(ctx, s); err != nil { // open the file before timing
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	lat := newLatencies(b)
+	b.ResetTimer()
+	for range b.N {
+		lat.time(func() error { return list(ctx, s) })
+	}
+	b.StopTimer()
+	lat.report()
+}
+
+// BenchmarkListOwnership32 lists the 32 ownerships of a group, as every
+// processor does on each load-balancing round.
+func BenchmarkListOwnership32(b *testing.B) {
+	s, _ := filledStore(b, nil)
+	benchList(b, s, benchcmp.ListOwnership)
+}
+
+// BenchmarkListCheckpoints32 lists the 32 checkpoints of a group, as a
+// processor does when it starts a partition client.
+func BenchmarkListCheckpoints32(b *testing.B) {
+	s, _ := filledStore(b, nil)
+	benchList(b, s, benchcmp.ListCheckpoints)
+}
+
+// otherGroups is how many other consumer groups the ...OtherGroups
+// benchmarks put in the file, each with otherPartitions records of each
+// kind.
+const (
+	otherGroups     = 10000
+	otherPartitions = 4
+)
+
+// manyGroupsStore is filledStore in a file that also holds otherGroups
+// other consumer groups of the same event hub.
+func manyGroupsStore(b *testing.B) *boltstore.Store {
+	b.Helper()
+	s := openBench(b, "many.db", nil)
+	if err := benchcmp.SeedOtherGroups(b.Context(), s, otherGroups, otherPartitions); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := benchcmp.Fill(b.Context(), s); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkListOwnership32OtherGroups10000 is BenchmarkListOwnership32
+// with 10,000 other consumer groups in the file: a list must cost the
+// same however much else the file holds.
+func BenchmarkListOwnership32OtherGroups10000(b *testing.B) {
+	benchList(b, manyGroupsStore(b), benchcmp.ListOwnership)
+}
+
+// BenchmarkListCheckpoints32OtherGroups10000 is BenchmarkListCheckpoints32
+// with 10,000 other consumer groups in the file.
+func BenchmarkListCheckpoints32OtherGroups10000(b *testing.B) {
+	benchList(b, manyGroupsStore(b), benchcmp.ListCheckpoints)
+}
+
+// BenchmarkHandover is two Store handles on one file taking turns, each
+// SetCheckpoint taking the file over from the other, as two processes
+// sharing a file do. It measures what sharing costs a write when the other
+// side is busy: the holder must notice the waiter, finish, and let go.
+func BenchmarkHandover(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "shared.db")
+	var stores [2]*boltstore.Store
+	for i := range stores {
+		s, err := boltstore.Open(path, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		stores[i] = s
+	}
+	ctx := b.Context()
+	b.ReportAllocs()
+	lat := newLatencies(b)
+	b.ResetTimer()
+	for i := range b.N {
+		lat.time(func() error { return stores[i%2].SetCheckpoint(ctx, benchcmp.Checkpoint(0, int64(i)), nil) })
+	}
+	b.StopTimer()
+	lat.report()
+}
+
+// BenchmarkListOwnership32AfterIdleReleaseOf2ms is a list by a store that
+// has let go of its idle file and must reopen it: what a processor that
+// calls less often than Options.IdleRelease pays per call for sharing.
+// IdleRelease is 2ms instead of the default 100ms only so that the
+// benchmark need not wait long for each release; reopening costs the same.
+func BenchmarkListOwnership32AfterIdleReleaseOf2ms(b *testing.B) {
+	s, _ := filledStore(b, &boltstore.Options{IdleRelease: 2 * time.Millisecond})
+	probe, err := os.OpenFile(s.Path(), os.O_RDWR, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer probe.Close()
+	ctx := b.Context()
+	b.ReportAllocs()
+	lat := newLatencies(b)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		if err := benchcmp.WaitReleased(ctx, probe); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		lat.time(func() error { return benchcmp.ListOwnership(ctx, s) })
+	}
+	b.StopTimer()
+	lat.report()
+}
