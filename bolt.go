@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -276,19 +277,47 @@ func (c *committer) lead(ctx context.Context) {
 	c.idle.Broadcast()
 }
 
-// drain leads until the queue is empty.
+// drain leads until the queue is empty. Callers whose writes the last
+// commit finished are waking up to send their next ones; yielding while
+// the queue still grows lets them join the next commit instead of
+// splitting into two half-full ones. It waits for runnable goroutines
+// only, never for a timer, so no write waits for nothing.
 func (c *committer) drain() {
 	for {
+		queued := c.queued()
+		for idle, yields := 0, 0; idle < gatherIdleYields && yields < maxGatherYields; yields++ {
+			runtime.Gosched()
+			if now := c.queued(); now != queued {
+				queued, idle = now, 0
+			} else {
+				idle++
+			}
+		}
 		c.mu.Lock()
-		if len(c.queue) == 0 {
+		batch := c.queue
+		c.queue = nil
+		if len(batch) == 0 {
 			c.leading = false
 			c.idle.Broadcast()
 			c.mu.Unlock()
 			return
 		}
 		c.mu.Unlock()
-		c.commit(context.Background(), c.take())
+		c.commit(context.Background(), batch)
 	}
+}
+
+// drain stops gathering after gatherIdleYields yields in a row that
+// brought no write, or maxGatherYields in all.
+const (
+	gatherIdleYields = 2
+	maxGatherYields  = 64
+)
+
+func (c *committer) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
 }
 
 func (c *committer) take() []*writeOp {
