@@ -211,11 +211,11 @@ func (s *Store) PutRecords(ctx context.Context, records []Record) error {
 			return fmt.Errorf("%s: records[%d] (%s): %w", s.path, i, coordinates(r.Namespace, r.EventHub, r.ConsumerGroup, r.PartitionID), err)
 		}
 	}
-	return s.committer.write(ctx, func(tx *bolt.Tx, enc *recordEncoder) (error, error) {
+	return s.committer.write(ctx, func(w *writeTx) (error, error) {
 		for _, r := range records {
 			kind, _ := r.Type.kind()
 			g := newGroupKey(r.Namespace, r.EventHub, r.ConsumerGroup)
-			b, err := createRecordBucket(tx, g, kind)
+			b, err := w.recordBucket(g, kind)
 			if err != nil {
 				return nil, err
 			}
@@ -223,9 +223,9 @@ func (s *Store) PutRecords(ctx context.Context, records []Record) error {
 			prefix := g.checksumPrefix(kind)
 			var value []byte
 			if kind == kindOwnership {
-				value = enc.ownership(prefix, key, ownershipRecord{ownerID: r.OwnerID, etag: r.ETag, modified: r.LastModifiedTime.UnixNano()})
+				value = w.enc.ownership(prefix, key, ownershipRecord{ownerID: r.OwnerID, etag: r.ETag, modified: r.LastModifiedTime.UnixNano()})
 			} else {
-				value = enc.checkpoint(prefix, key, checkpointRecord{offset: r.Offset, sequence: r.SequenceNumber, writtenAt: r.WrittenAt.UnixNano()})
+				value = w.enc.checkpoint(prefix, key, checkpointRecord{offset: r.Offset, sequence: r.SequenceNumber, writtenAt: r.WrittenAt.UnixNano()})
 			}
 			if err := b.Put(key, value); err != nil {
 				return nil, err
@@ -245,11 +245,11 @@ func (s *Store) DeleteRecords(ctx context.Context, records []Record) (int, error
 		}
 	}
 	deleted := 0
-	err := s.committer.write(ctx, func(tx *bolt.Tx, _ *recordEncoder) (error, error) {
+	err := s.committer.write(ctx, func(w *writeTx) (error, error) {
 		deleted = 0
 		for _, r := range records {
 			kind, _ := r.Type.kind()
-			b := recordBucket(tx, newGroupKey(r.Namespace, r.EventHub, r.ConsumerGroup), kind)
+			b := recordBucket(w.Tx, newGroupKey(r.Namespace, r.EventHub, r.ConsumerGroup), kind)
 			key := appendPartitionKey(nil, r.PartitionID)
 			if b == nil || b.Get(key) == nil {
 				continue
@@ -283,9 +283,9 @@ func (s *Store) DeleteScope(ctx context.Context, scope Scope) (int, error) {
 		folded[i] = appendFolded(nil, name)
 	}
 	deleted := 0
-	err := s.committer.write(ctx, func(tx *bolt.Tx, _ *recordEncoder) (error, error) {
+	err := s.committer.write(ctx, func(w *writeTx) (error, error) {
 		deleted = 0
-		parent := tx.Bucket(bucketData)
+		parent := w.Bucket(bucketData)
 		for _, name := range folded[:len(folded)-1] {
 			if parent == nil {
 				return nil, nil
@@ -297,6 +297,7 @@ func (s *Store) DeleteScope(ctx context.Context, scope Scope) (int, error) {
 			return nil, nil
 		}
 		deleted = countTree(parent.Bucket(last))
+		w.forgetBuckets()
 		return nil, parent.DeleteBucket(last)
 	})
 	return deleted, err

@@ -203,7 +203,33 @@ const (
 // applyFunc applies one operation inside a shared write transaction. It
 // returns opErr when the operation fails on its own, having written
 // nothing; any other failure is fatal and rolls back the whole batch.
-type applyFunc func(tx *bolt.Tx, enc *recordEncoder) (opErr, fatal error)
+type applyFunc func(w *writeTx) (opErr, fatal error)
+
+// writeTx is a batch's shared write transaction as operations see it.
+type writeTx struct {
+	*bolt.Tx
+	enc *recordEncoder
+	// buckets caches the record buckets opened in this transaction:
+	// operations of one batch mostly write to the same group, and opening
+	// five nested buckets per write cost more than the write.
+	buckets map[string]*bolt.Bucket
+}
+
+// recordBucket opens, creating as needed, the bucket of a group's records.
+func (w *writeTx) recordBucket(g groupKey, kind recordKind) (*bolt.Bucket, error) {
+	key := string(g.namespace) + "\x00" + string(g.hub) + "\x00" + string(g.group) + "\x00" + string(kind)
+	if b, ok := w.buckets[key]; ok {
+		return b, nil
+	}
+	b, err := createRecordBucket(w.Tx, g, kind)
+	if err == nil {
+		w.buckets[key] = b
+	}
+	return b, err
+}
+
+// forgetBuckets drops the cache; deleting a bucket invalidates it.
+func (w *writeTx) forgetBuckets() { clear(w.buckets) }
 
 type writeOp struct {
 	apply    applyFunc
@@ -215,7 +241,7 @@ type writeOp struct {
 // committer owns the write path of a Store.
 type committer struct {
 	store *Store
-	enc   *recordEncoder // used by the leader only
+	wtx   writeTx // used by the leader only
 
 	mu      sync.Mutex
 	queue   []*writeOp
@@ -225,7 +251,7 @@ type committer struct {
 }
 
 func newCommitter(s *Store) *committer {
-	c := &committer{store: s, enc: newRecordEncoder()}
+	c := &committer{store: s, wtx: writeTx{enc: newRecordEncoder(), buckets: map[string]*bolt.Bucket{}}}
 	c.idle = sync.NewCond(&c.mu)
 	return c
 }
@@ -375,8 +401,12 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) {
 		if err != nil {
 			return err
 		}
+		w := &c.wtx
+		w.Tx = tx
+		w.forgetBuckets()
+		defer func() { w.Tx = nil }()
 		for i, op := range taken {
-			opErr, fatal := op.apply(tx, c.enc)
+			opErr, fatal := op.apply(w)
 			if fatal != nil {
 				_ = tx.Rollback()
 				return fatal

@@ -19,13 +19,13 @@ func (s *Store) SetCheckpoint(ctx context.Context, cp azeventhubs.Checkpoint, _ 
 	g := newGroupKey(cp.FullyQualifiedNamespace, cp.EventHubName, cp.ConsumerGroup)
 	partitionKey := appendPartitionKey(nil, cp.PartitionID)
 	rec := checkpointRecord{offset: cp.Offset, sequence: cp.SequenceNumber}
-	return s.committer.write(ctx, func(tx *bolt.Tx, enc *recordEncoder) (error, error) {
-		b, err := createRecordBucket(tx, g, kindCheckpoint)
+	return s.committer.write(ctx, func(w *writeTx) (error, error) {
+		b, err := w.recordBucket(g, kindCheckpoint)
 		if err != nil {
 			return nil, err
 		}
 		rec.writtenAt = s.now().UnixNano()
-		return nil, b.Put(partitionKey, enc.checkpoint(g.checksumPrefix(kindCheckpoint), partitionKey, rec))
+		return nil, b.Put(partitionKey, w.enc.checkpoint(g.checksumPrefix(kindCheckpoint), partitionKey, rec))
 	})
 }
 

@@ -33,9 +33,9 @@ func (s *Store) ClaimOwnership(ctx context.Context, ownerships []azeventhubs.Own
 		claims[i].partitionKey = appendPartitionKey(nil, o.PartitionID)
 	}
 	var claimed []azeventhubs.Ownership
-	err := s.committer.write(ctx, func(tx *bolt.Tx, enc *recordEncoder) (error, error) {
+	err := s.committer.write(ctx, func(w *writeTx) (error, error) {
 		claimed = claimed[:0]
-		if err := s.decideClaims(tx, claims); err != nil {
+		if err := s.decideClaims(w.Tx, claims); err != nil {
 			return err, nil
 		}
 		now := s.now()
@@ -44,12 +44,12 @@ func (s *Store) ClaimOwnership(ctx context.Context, ownerships []azeventhubs.Own
 			if !c.wins {
 				continue
 			}
-			b, err := createRecordBucket(tx, c.group, kindOwnership)
+			b, err := w.recordBucket(c.group, kindOwnership)
 			if err != nil {
 				return nil, err
 			}
 			rec := ownershipRecord{ownerID: c.ownership.OwnerID, etag: uuid.NewString(), modified: now.UnixNano()}
-			if err := b.Put(c.partitionKey, enc.ownership(c.group.checksumPrefix(kindOwnership), c.partitionKey, rec)); err != nil {
+			if err := b.Put(c.partitionKey, w.enc.ownership(c.group.checksumPrefix(kindOwnership), c.partitionKey, rec)); err != nil {
 				return nil, err
 			}
 			won := c.ownership
