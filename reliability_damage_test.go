@@ -1,0 +1,940 @@
+package boltstore
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestReliabilityDamagedFiles damages copies of a populated store in
+// hundreds of ways and checks that Open and every operation either return
+// exactly the known content or fail with ErrCorrupt/ErrUnsupportedFormat
+// naming the file; never a panic, a hang or a wrong value.
+//
+// The cases run in a child process (the test binary re-executed), one
+// after the other. A Go panic is recoverable and the child reports it, but
+// a fault in a goroutine the store does not control (bbolt runs tx.Check
+// in its own goroutine) kills the process; running in a child turns that
+// into a reported case instead of a dead test binary, and the parent
+// restarts the child after it to count every other case.
+func TestReliabilityDamagedFiles(t *testing.T) {
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "orig.db")
+	relDamagePopulate(t, orig)
+
+	data, err := os.ReadFile(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const seed = 20261124
+	scale := 1
+	if testing.Short() {
+		scale = 4
+	}
+	cases := relDamageCases(data, seed, scale)
+	t.Logf("store file: %d bytes, %d pages; %d damaged copies", len(data), len(data)/relPageSize, len(cases))
+
+	outcomes := map[string]int{}
+	var failures []string
+	start := 0
+	for start < len(cases) {
+		next, fails := relRunDamageWorker(t, orig, dir, seed, scale, start, len(cases), outcomes)
+		failures = append(failures, fails...)
+		if next <= start {
+			t.Fatalf("damage worker made no progress at case %d", start)
+		}
+		start = next
+	}
+	t.Logf("damage summary: cases=%d correct=%d previous-commit=%d errors=%d wrong=%d bad-errors=%d check-missed=%d panics=%d hangs=%d crashes=%d leaks=%d",
+		len(cases), outcomes["correct"], outcomes["previous"], outcomes["error"], outcomes["wrong"], outcomes["bad-error"],
+		outcomes["check-missed"], outcomes["panic"], outcomes["hang"], outcomes["crash"], outcomes["leak"])
+	for _, kind := range slices.Sorted(func(yield func(string) bool) {
+		for k := range outcomes {
+			if strings.HasPrefix(k, "kind ") && !yield(k) {
+				return
+			}
+		}
+	}) {
+		t.Logf("  %s: %d", kind, outcomes[kind])
+	}
+	for _, f := range failures {
+		t.Error(f)
+	}
+}
+
+// relRunDamageWorker runs cases [start, end) in one child process and
+// returns the index to resume from: end, or the case after one that
+// crashed or hung the child.
+func relRunDamageWorker(t *testing.T, orig, dir string, seed uint64, scale, start, end int, outcomes map[string]int) (int, []string) {
+	cmd := relChildCmd("damage-worker", orig, dir, strconv.FormatUint(seed, 10), strconv.Itoa(scale), strconv.Itoa(start), strconv.Itoa(end))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := relReadLines(stdout).all()
+	waitErr := cmd.Wait()
+
+	var failures []string
+	next, current, currentDesc := start, -1, ""
+	for _, line := range lines {
+		f := strings.SplitN(line, " ", 4)
+		switch f[0] {
+		case "start":
+			current, _ = strconv.Atoi(f[1])
+			currentDesc = f[2]
+		case "done":
+			i, _ := strconv.Atoi(f[1])
+			outcome, detail := f[2], ""
+			if len(f) > 3 {
+				detail = f[3]
+			}
+			outcomes[outcome]++
+			outcomes["kind "+strings.SplitN(currentDesc, ":", 2)[0]+" -> "+outcome]++
+			switch outcome {
+			case "correct", "previous", "error":
+			default:
+				failures = append(failures, fmt.Sprintf("case %d (%s): %s: %s", i, currentDesc, outcome, detail))
+			}
+			current, next = -1, i+1
+		case "hang":
+			i, _ := strconv.Atoi(f[1])
+			outcomes["hang"]++
+			failures = append(failures, fmt.Sprintf("case %d (%s): hang: %s; goroutines:\n%s", i, currentDesc, strings.Join(f[2:], " "), stderr.String()))
+			return i + 1, failures
+		}
+	}
+	if current >= 0 {
+		outcomes["crash"]++
+		failures = append(failures, fmt.Sprintf("case %d (%s): the process died (%v):\n%s", current, currentDesc, waitErr, relHead(stderr.Bytes(), 4000)))
+		return current + 1, failures
+	}
+	if waitErr != nil {
+		t.Fatalf("damage worker failed outside any case: %v\n%s", waitErr, relTail(stderr.Bytes(), 3000))
+	}
+	return next, failures
+}
+
+// relDamageWorker is the child side: it rebuilds the case list from the
+// original file and runs cases args[4]..args[5]-1, printing
+// "start I DESC" before and "done I OUTCOME DETAIL" after each.
+func relDamageWorker(t *testing.T, args []string) {
+	orig, dir := args[0], args[1]
+	seed, _ := strconv.ParseUint(args[2], 10, 64)
+	scale, _ := strconv.Atoi(args[3])
+	start, _ := strconv.Atoi(args[4])
+	end, _ := strconv.Atoi(args[5])
+	data, err := os.ReadFile(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := relDamageCases(data, seed, scale)
+	want := relDamageExpect()
+	baseline := runtime.NumGoroutine()
+	for i := start; i < end; i++ {
+		c := cases[i]
+		relPrintf(fmt.Sprintf("start %d %s", i, strings.ReplaceAll(c.desc, " ", "_")))
+		path := filepath.Join(dir, fmt.Sprintf("case-%04d.db", i))
+		if err := os.WriteFile(path, c.build(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		relKeepDamaged(path, i) // replaced or removed below once the case ends well
+		keepDir := os.Getenv(relKeepEnv)
+		type result struct{ outcome, detail string }
+		done := make(chan result, 1)
+		go func() {
+			outcome, detail := relDamageRun(path, c, want)
+			done <- result{outcome, detail}
+		}()
+		keep := false
+		select {
+		case r := <-done:
+			// Every goroutine a case starts must end with it: a store
+			// that leaks one per damaged Open would exhaust a process
+			// that retries.
+			if n := relSettleGoroutines(baseline); n > baseline && r.outcome != "wrong" {
+				r = result{"leak", fmt.Sprintf("%d goroutines left running after Close (had %d); %s", n-baseline, baseline, relGoroutineDump())}
+			}
+			relPrintf(fmt.Sprintf("done %d %s %s", i, r.outcome, strings.ReplaceAll(r.detail, "\n", " | ")))
+			keep = !slices.Contains([]string{"correct", "previous", "error"}, r.outcome)
+		case <-time.After(relDamageCaseTimeout):
+			relPrintf(fmt.Sprintf("hang %d no result after %v", i, relDamageCaseTimeout))
+			buf := make([]byte, 1<<20)
+			os.Stderr.Write(buf[:runtime.Stack(buf, true)])
+			os.Exit(3)
+		}
+		if !keep && keepDir != "" {
+			os.Remove(filepath.Join(keepDir, fmt.Sprintf("damaged-%04d.db", i)))
+		}
+		os.Remove(path)
+	}
+}
+
+// relKeepEnv names a directory where the damage test keeps the damaged
+// files of failing cases, to reproduce them: bbolt lays out pages in a
+// different order in every run (it ranges over a map), so the seed alone
+// does not recreate a file. A case that crashes the worker is written
+// before it runs.
+const relKeepEnv = "BOLTSTORE_REL_KEEP"
+
+func relKeepDamaged(path string, i int) {
+	dir := os.Getenv(relKeepEnv)
+	if dir == "" {
+		return
+	}
+	if data, err := os.ReadFile(path); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("damaged-%04d.db", i)), data, 0o600)
+	}
+}
+
+// relSettleGoroutines waits up to a second for the number of goroutines
+// to fall to want (a closed store's helpers notice within milliseconds),
+// and returns the number left.
+func relSettleGoroutines(want int) int {
+	deadline := time.Now().Add(time.Second)
+	for runtime.NumGoroutine() > want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return runtime.NumGoroutine()
+}
+
+// relGoroutineDump returns the start of a dump of all goroutines.
+func relGoroutineDump() string {
+	buf := make([]byte, 1<<16)
+	return relTail(buf[:runtime.Stack(buf, true)], 4000)
+}
+
+// relDamageCaseTimeout bounds one case. A healthy case takes milliseconds
+// even under the race detector; this is generous for a loaded CI machine.
+const relDamageCaseTimeout = 20 * time.Second
+
+const relPageSize = 4096
+
+// Coordinates of the populated store's consumer groups, spelled the way the
+// lists are called (mixed case: names are case-insensitive).
+var relDamageGroups = [][3]string{
+	{"relDamage-A.servicebus.windows.net", "Orders", "$Default"},
+	{"relDamage-A.servicebus.windows.net", "Payments", "Audit"},
+	{"relDamage-B.servicebus.windows.net", "Orders", "$Default"},
+}
+
+// relDamageClock is the store clock during damage cases, so the record a
+// claim writes is known exactly.
+var relDamageClock = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+
+// relDamageContent returns what relDamagePopulate writes: batches of
+// records (one PutRecords transaction each), records then deleted (one
+// transaction), and the final record (the last transaction).
+func relDamageContent() (batches [][]Record, deleted []Record, final Record) {
+	base := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	rec := func(g int, typ RecordType, partition string, i int) Record {
+		r := Record{Type: typ, Namespace: strings.ToLower(relDamageGroups[g][0]), EventHub: strings.ToLower(relDamageGroups[g][1]),
+			ConsumerGroup: strings.ToLower(relDamageGroups[g][2]), PartitionID: partition}
+		if typ == RecordOwnership {
+			r.OwnerID = fmt.Sprintf("processor-%d", i%3)
+			r.ETag = fmt.Sprintf("etag-%d-%s-%08x", g, partition, i*2654435761)
+			r.LastModifiedTime = base.Add(time.Duration(i) * time.Second)
+			if i%13 == 5 {
+				r.OwnerID = "" // relinquished
+			}
+			return r
+		}
+		if i%7 != 3 {
+			off := strconv.Itoa(i * 4096)
+			if i%17 == 0 {
+				off = ""
+			}
+			r.Offset = &off
+		}
+		if i%11 != 4 || r.Offset == nil {
+			seq := int64(i) * 1000
+			r.SequenceNumber = &seq
+		}
+		r.WrittenAt = base.Add(time.Duration(i) * time.Millisecond)
+		return r
+	}
+	// Group 0 is large enough that its buckets need several leaf pages and
+	// a branch page; the others are small.
+	var batch []Record
+	for i := range 200 {
+		p := strconv.Itoa(i)
+		batch = append(batch, rec(0, RecordOwnership, p, i), rec(0, RecordCheckpoint, p, i))
+		if len(batch) == 100 {
+			batches = append(batches, batch)
+			batch = nil
+		}
+	}
+	for i, p := range []string{"0", "1", "2", "10", "p-east", "p-west"} {
+		batch = append(batch, rec(1, RecordOwnership, p, i+1), rec(1, RecordCheckpoint, p, i))
+	}
+	for i, p := range []string{"0", "1", "2"} {
+		batch = append(batch, rec(2, RecordOwnership, p, i), rec(2, RecordCheckpoint, p, i+1))
+	}
+	batches = append(batches, batch)
+	// Deleting leaves free pages in the file, which damage may hit too.
+	for i := 150; i < 200; i++ {
+		deleted = append(deleted, rec(0, RecordCheckpoint, strconv.Itoa(i), i))
+	}
+	return batches, deleted, rec(2, RecordCheckpoint, "9", 9)
+}
+
+// relDamagePopulate writes relDamageContent into a new store at path.
+func relDamagePopulate(t *testing.T, path string) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := Open(path, &Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	batches, deleted, final := relDamageContent()
+	for _, b := range batches {
+		if err := s.PutRecords(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.DeleteRecords(ctx, deleted); err != nil || n != len(deleted) {
+		t.Fatalf("DeleteRecords: %d, %v", n, err)
+	}
+	if err := s.PutRecords(ctx, []Record{final}); err != nil {
+		t.Fatal(err)
+	}
+	// The pristine file must read back exactly, or every case below would
+	// be judged against the wrong content.
+	want := relDamageExpect()
+	if got, err := s.Records(ctx, Scope{}); err != nil || relRecordsDiff(got, want.final) != "" {
+		t.Fatalf("pristine store: %v %s", err, relRecordsDiff(got, want.final))
+	}
+}
+
+// relDamageWant is the known content of the populated store: after the
+// last transaction, and before it (bbolt falls back to the older meta page
+// when the newer one is damaged, which loses exactly the last commit).
+type relDamageWant struct {
+	final, previous []Record
+}
+
+func relDamageExpect() relDamageWant {
+	batches, deleted, final := relDamageContent()
+	var prev []Record
+	for _, b := range batches {
+		for _, r := range b {
+			if !slices.ContainsFunc(deleted, func(d Record) bool { return relRecordKey(d) == relRecordKey(r) }) {
+				prev = append(prev, r)
+			}
+		}
+	}
+	all := append(slices.Clone(prev), final)
+	slices.SortFunc(prev, relCompareRecords)
+	slices.SortFunc(all, relCompareRecords)
+	return relDamageWant{final: all, previous: prev}
+}
+
+func relRecordKey(r Record) string {
+	return strings.Join([]string{string(r.Type), r.Namespace, r.EventHub, r.ConsumerGroup, r.PartitionID}, "\x00")
+}
+
+// relCompareRecords orders records as Records documents: by namespace,
+// event hub, consumer group (all folded), type (ownership first) and
+// partition (canonical numbers numerically, then other ids bytewise).
+func relCompareRecords(a, b Record) int {
+	typeRank := func(t RecordType) int {
+		if t == RecordOwnership {
+			return 0
+		}
+		return 1
+	}
+	return cmp.Or(
+		strings.Compare(a.Namespace, b.Namespace),
+		strings.Compare(a.EventHub, b.EventHub),
+		strings.Compare(a.ConsumerGroup, b.ConsumerGroup),
+		cmp.Compare(typeRank(a.Type), typeRank(b.Type)),
+		relComparePartitions(a.PartitionID, b.PartitionID),
+	)
+}
+
+func relComparePartitions(a, b string) int {
+	num := func(s string) bool {
+		_, err := strconv.ParseUint(s, 10, 63)
+		return err == nil && (s == "0" || s[0] != '0')
+	}
+	switch na, nb := num(a), num(b); {
+	case na && nb:
+		return cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b))
+	case na:
+		return -1
+	case nb:
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+// relRecordsDiff describes the first difference between two record lists,
+// or returns "" when they are equal.
+func relRecordsDiff(got, want []Record) string {
+	for i := range min(len(got), len(want)) {
+		if d := relRecordDiff(got[i], want[i]); d != "" {
+			return fmt.Sprintf("record %d: %s", i, d)
+		}
+	}
+	if len(got) != len(want) {
+		return fmt.Sprintf("%d records, want %d", len(got), len(want))
+	}
+	return ""
+}
+
+func relRecordDiff(g, w Record) string {
+	if relRecordKey(g) != relRecordKey(w) || g.OwnerID != w.OwnerID || g.ETag != w.ETag ||
+		!g.LastModifiedTime.Equal(w.LastModifiedTime) || !g.WrittenAt.Equal(w.WrittenAt) ||
+		!relEqualPtr(g.Offset, w.Offset) || !relEqualPtr(g.SequenceNumber, w.SequenceNumber) {
+		return fmt.Sprintf("got %s, want %s", relShowRecord(g), relShowRecord(w))
+	}
+	return ""
+}
+
+func relShowRecord(r Record) string {
+	return fmt.Sprintf("{%s %s/%s/%s/%q owner=%q etag=%q mod=%v off=%s seq=%s written=%v}", r.Type, r.Namespace, r.EventHub,
+		r.ConsumerGroup, r.PartitionID, r.OwnerID, r.ETag, r.LastModifiedTime, relShowPtr(r.Offset), relShowPtr(r.SequenceNumber), r.WrittenAt)
+}
+
+func relEqualPtr[T comparable](a, b *T) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}
+
+func relShowPtr[T any](p *T) string {
+	if p == nil {
+		return "nil"
+	}
+	return fmt.Sprintf("%v", *p)
+}
+
+// relGroupRecords selects the records of group g (by list coordinates).
+func relGroupRecords(all []Record, g [3]string, typ RecordType) []Record {
+	var out []Record
+	for _, r := range all {
+		if r.Type == typ && r.Namespace == strings.ToLower(g[0]) && r.EventHub == strings.ToLower(g[1]) && r.ConsumerGroup == strings.ToLower(g[2]) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// relOwnershipsAsRecords converts a ListOwnership result to Records, after
+// checking that it is spelled as the call was.
+func relOwnershipsAsRecords(list []azeventhubs.Ownership, g [3]string) ([]Record, string) {
+	out := make([]Record, 0, len(list))
+	for _, o := range list {
+		if o.FullyQualifiedNamespace != g[0] || o.EventHubName != g[1] || o.ConsumerGroup != g[2] || o.ETag == nil {
+			return nil, fmt.Sprintf("ownership %+v does not carry the call's coordinates and an etag", o)
+		}
+		out = append(out, Record{Type: RecordOwnership, Namespace: strings.ToLower(g[0]), EventHub: strings.ToLower(g[1]),
+			ConsumerGroup: strings.ToLower(g[2]), PartitionID: o.PartitionID, OwnerID: o.OwnerID, ETag: string(*o.ETag),
+			LastModifiedTime: o.LastModifiedTime})
+	}
+	return out, ""
+}
+
+// relCheckpointsAsRecords is relOwnershipsAsRecords for checkpoints;
+// WrittenAt, which lists do not return, is taken from want.
+func relCheckpointsAsRecords(list []azeventhubs.Checkpoint, g [3]string, want []Record) ([]Record, string) {
+	out := make([]Record, 0, len(list))
+	for i, c := range list {
+		if c.FullyQualifiedNamespace != g[0] || c.EventHubName != g[1] || c.ConsumerGroup != g[2] {
+			return nil, fmt.Sprintf("checkpoint %+v does not carry the call's coordinates", c)
+		}
+		r := Record{Type: RecordCheckpoint, Namespace: strings.ToLower(g[0]), EventHub: strings.ToLower(g[1]),
+			ConsumerGroup: strings.ToLower(g[2]), PartitionID: c.PartitionID, Offset: c.Offset, SequenceNumber: c.SequenceNumber}
+		if i < len(want) {
+			r.WrittenAt = want[i].WrittenAt
+		}
+		out = append(out, r)
+	}
+	return out, ""
+}
+
+// relDamageCase is one damaged copy of the populated store.
+type relDamageCase struct {
+	desc  string
+	build func() []byte
+	// metaTouched: the damage overlaps a meta page, so the store may
+	// legitimately fall back to the previous commit.
+	metaTouched bool
+	// mustFail: Open must fail; unsupported: with ErrUnsupportedFormat.
+	mustFail, unsupported bool
+}
+
+// relDamageCases builds the list of damaged copies of data. It is a pure
+// function of its arguments, so the parent and the worker agree on it.
+// scale > 1 keeps every kind but fewer random cases of each.
+func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
+	pages := len(data) / relPageSize
+	var cases []relDamageCase
+	add := func(desc string, metaTouched bool, build func() []byte) {
+		cases = append(cases, relDamageCase{desc: desc, build: build, metaTouched: metaTouched})
+	}
+	rng := func(kind uint64, i int) *rand.Rand { return rand.New(rand.NewPCG(seed^kind, uint64(i))) }
+	overlapsMeta := func(off, n int) bool { return off < 2*relPageSize && off+n > 0 }
+	// Page types as the original file has them (a freed page keeps its
+	// old header, which is what damage in it would meet too).
+	var leaves, branches, inUse []int
+	for p := range pages {
+		switch binary.LittleEndian.Uint16(data[p*relPageSize+8:]) {
+		case 0x01:
+			branches = append(branches, p)
+			inUse = append(inUse, p)
+		case 0x02:
+			leaves = append(leaves, p)
+			inUse = append(inUse, p)
+		case 0x04, 0x10:
+			inUse = append(inUse, p)
+		}
+	}
+
+	for i := range 60 / scale {
+		r := rng(1, i)
+		n := 1 + r.IntN(8)
+		offs := make([]int, n)
+		meta := false
+		for j := range offs {
+			offs[j] = r.IntN(len(data))
+			meta = meta || overlapsMeta(offs[j], 1)
+		}
+		add(fmt.Sprintf("random-bytes: %d bytes at %v", n, offs), meta, func() []byte {
+			d := bytes.Clone(data)
+			for _, o := range offs {
+				d[o] ^= byte(1 + r.IntN(255))
+			}
+			return d
+		})
+	}
+	for i := range 150 / scale {
+		r := rng(2, i)
+		page, n := r.IntN(pages), 1+r.IntN(64)
+		off := page*relPageSize + r.IntN(relPageSize-n)
+		add(fmt.Sprintf("page-run: %d random bytes at %d (page %d)", n, off, page), overlapsMeta(off, n), func() []byte {
+			d := bytes.Clone(data)
+			for j := range n {
+				d[off+j] = byte(r.Uint32())
+			}
+			return d
+		})
+	}
+	for page := range pages {
+		add(fmt.Sprintf("zero-page: page %d", page), page < 2, func() []byte {
+			d := bytes.Clone(data)
+			clear(d[page*relPageSize : (page+1)*relPageSize])
+			return d
+		})
+	}
+	for i := range 40 / scale {
+		r := rng(3, i)
+		n := r.IntN(len(data))
+		if i%2 == 0 {
+			n = r.IntN(pages) * relPageSize
+		}
+		add(fmt.Sprintf("truncate: to %d bytes", n), n < 2*relPageSize, func() []byte { return bytes.Clone(data[:n]) })
+	}
+	add("zero-length: empty file", false, func() []byte { return nil })
+	for i := range 60 / scale {
+		r := rng(4, i)
+		page := inUse[r.IntN(len(inUse))]
+		field := []struct {
+			name      string
+			off, size int
+		}{{"id", 0, 8}, {"flags", 8, 2}, {"count", 10, 2}, {"overflow", 12, 4}}[r.IntN(4)]
+		add(fmt.Sprintf("page-header: page %d %s", page, field.name), page < 2, func() []byte {
+			d := bytes.Clone(data)
+			at := d[page*relPageSize+field.off : page*relPageSize+field.off+field.size]
+			switch r.IntN(3) {
+			case 0: // off by one, the most plausible undetected damage
+				at[0]++
+			case 1:
+				at[0]--
+			default:
+				for j := range at {
+					at[j] = byte(r.Uint32())
+				}
+			}
+			return d
+		})
+	}
+	for i := range 24 / scale {
+		r := rng(5, i)
+		page := branches[r.IntN(len(branches))]
+		count := int(binary.LittleEndian.Uint16(data[page*relPageSize+10:]))
+		elem := r.IntN(count)
+		var pgid uint64
+		switch i % 3 {
+		case 0:
+			pgid = uint64(r.IntN(pages)) // another page of the file, maybe an ancestor
+		case 1:
+			pgid = uint64(page) // itself: a cycle
+		default:
+			pgid = r.Uint64() >> r.IntN(64) // anywhere, usually far outside the file
+		}
+		add(fmt.Sprintf("branch-pgid: page %d element %d -> %d", page, elem, pgid), false, func() []byte {
+			d := bytes.Clone(data)
+			// branchPageElement: pos uint32, ksize uint32, pgid uint64.
+			binary.LittleEndian.PutUint64(d[page*relPageSize+16+elem*16+8:], pgid)
+			return d
+		})
+	}
+	for i := range 40 / scale {
+		r := rng(6, i)
+		page := leaves[r.IntN(len(leaves))]
+		count := int(binary.LittleEndian.Uint16(data[page*relPageSize+10:]))
+		elem := r.IntN(max(count, 1))
+		field := []string{"flags", "pos", "ksize", "vsize"}[r.IntN(4)]
+		value := []uint32{r.Uint32(), 1 << 31, 1 << 20, relPageSize}[r.IntN(4)]
+		add(fmt.Sprintf("leaf-element: page %d element %d %s = %d", page, elem, field, value), false, func() []byte {
+			d := bytes.Clone(data)
+			// leafPageElement: flags, pos, ksize, vsize, all uint32.
+			at := page*relPageSize + 16 + elem*16 + 4*slices.Index([]string{"flags", "pos", "ksize", "vsize"}, field)
+			binary.LittleEndian.PutUint32(d[at:], value)
+			return d
+		})
+	}
+	for i := range 16 / scale {
+		r := rng(7, i)
+		page := inUse[r.IntN(len(inUse))]
+		value := []uint32{1 << 31, 1<<32 - 1, 1 << 16, uint32(pages)}[i%4]
+		add(fmt.Sprintf("overflow: page %d overflow = %d", page, value), page < 2, func() []byte {
+			d := bytes.Clone(data)
+			binary.LittleEndian.PutUint32(d[page*relPageSize+12:], value)
+			return d
+		})
+	}
+	if fl := relFreelistPage(data); fl > 0 {
+		at := fl * relPageSize
+		count := int(binary.LittleEndian.Uint16(data[at+10:]))
+		for _, damage := range []struct {
+			desc string
+			fn   func(d []byte)
+		}{
+			{"first id repeated", func(d []byte) { copy(d[at+24:at+32], d[at+16:at+24]) }},
+			{"ids out of order", func(d []byte) { binary.LittleEndian.PutUint64(d[at+16:], uint64(pages)) }},
+			{"a reachable page listed as free", func(d []byte) { binary.LittleEndian.PutUint64(d[at+16:], uint64(leaves[0])) }},
+			{"id beyond the file", func(d []byte) { binary.LittleEndian.PutUint64(d[at+16+8*(count-1):], 1<<40) }},
+			{"count 0xffff with a huge leading count", func(d []byte) {
+				binary.LittleEndian.PutUint16(d[at+10:], 0xffff)
+				binary.LittleEndian.PutUint64(d[at+16:], 1<<40)
+			}},
+			{"count +1000", func(d []byte) { binary.LittleEndian.PutUint16(d[at+10:], uint16(count+1000)) }},
+		} {
+			if count < 2 {
+				break
+			}
+			add(fmt.Sprintf("freelist: page %d %s", fl, damage.desc), false, func() []byte {
+				d := bytes.Clone(data)
+				damage.fn(d)
+				return d
+			})
+		}
+	}
+	for _, page := range leaves {
+		count := binary.LittleEndian.Uint16(data[page*relPageSize+10:])
+		if count == 0 {
+			continue
+		}
+		add(fmt.Sprintf("leaf-count: page %d count %d -> %d", page, count, count-1), false, func() []byte {
+			d := bytes.Clone(data)
+			binary.LittleEndian.PutUint16(d[page*relPageSize+10:], count-1)
+			return d
+		})
+	}
+	for _, f := range []struct {
+		name    string
+		content []byte
+	}{
+		{"text", []byte("partition,offset\n0,4096\n")},
+		{"random-4KiB", relRandomBytes(seed, 4096)},
+		{"random-64KiB", relRandomBytes(seed+1, 64<<10)},
+		{"sqlite-header", append([]byte("SQLite format 3\x00"), make([]byte, 8192)...)},
+	} {
+		cases = append(cases, relDamageCase{desc: "not-a-store: " + f.name, build: func() []byte { return f.content }})
+	}
+	for _, f := range []struct {
+		name  string
+		setup func(tx *bolt.Tx) error
+	}{
+		{"no-buckets", func(*bolt.Tx) error { return nil }},
+		{"other-buckets", func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucket([]byte("widgets"))
+			if err == nil {
+				err = b.Put([]byte("k"), []byte("v"))
+			}
+			return err
+		}},
+	} {
+		cases = append(cases, relDamageCase{desc: "foreign-bbolt: " + f.name, mustFail: true, unsupported: true, build: func() []byte {
+			return relBoltFile(f.setup)
+		}})
+	}
+	// A store whose format marker lost its key is damaged rather than
+	// foreign, so either error will do, but Open must not accept it.
+	cases = append(cases, relDamageCase{desc: "format-marker: key missing", mustFail: true, build: func() []byte {
+		return relBoltFile(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bucketMarker); return err })
+	}})
+	for _, v := range []byte{2, 255, 0} {
+		cases = append(cases, relDamageCase{desc: fmt.Sprintf("format-version: %d", v), mustFail: true, unsupported: true, build: func() []byte {
+			return relSetFormat(data, v)
+		}})
+	}
+	return cases
+}
+
+// relFreelistPage returns the freelist page of the newer meta page of a
+// bbolt file, or 0.
+func relFreelistPage(data []byte) int {
+	best, freelist := uint64(0), 0
+	for m := range 2 {
+		// meta: magic, version, pageSize, flags (uint32 each), root
+		// bucket (16 bytes), freelist, pgid, txid (uint64 each).
+		meta := data[m*relPageSize+16:]
+		if txid := binary.LittleEndian.Uint64(meta[48:]); txid >= best {
+			best, freelist = txid, int(binary.LittleEndian.Uint64(meta[32:]))
+		}
+	}
+	if (freelist+1)*relPageSize > len(data) || binary.LittleEndian.Uint16(data[freelist*relPageSize+8:]) != 0x10 {
+		return 0
+	}
+	return freelist
+}
+
+func relRandomBytes(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, 99))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// relBoltFile returns the bytes of a fresh bbolt file set up by fn.
+func relBoltFile(fn func(tx *bolt.Tx) error) []byte {
+	dir, err := os.MkdirTemp("", "relbolt")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "f.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		panic(err)
+	}
+	if err := db.Update(fn); err != nil {
+		panic(err)
+	}
+	if err := db.Close(); err != nil {
+		panic(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// relSetFormat returns a copy of the store file data with its format
+// marker set to v, written through bbolt as a newer boltstore would.
+func relSetFormat(data []byte, v byte) []byte {
+	dir, err := os.MkdirTemp("", "relformat")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "f.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		panic(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		panic(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMarker).Put(keyFormat, []byte{v}) })
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		panic(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// relDamageRun opens the damaged file at path and runs every operation on
+// it. It returns the outcome: "correct" (everything returned the final
+// content), "previous" (everything returned the content before the last
+// commit, allowed when a meta page was damaged), "error" (some calls
+// failed with an allowed error, the rest returned correct data), or a
+// failure: "wrong", "bad-error", "check-missed", "panic".
+func relDamageRun(path string, c relDamageCase, want relDamageWant) (outcome, detail string) {
+	defer func() {
+		if r := recover(); r != nil {
+			outcome, detail = "panic", fmt.Sprint(r)
+		}
+	}()
+	ctx := context.Background()
+	var errs []string
+	// allowed reports whether err is a failure the store may give for a
+	// damaged file, and notes it: it names the file, and an ErrCorrupt
+	// says what to do (Check's own report need not tell to run check).
+	allowed := func(op string, err error) bool {
+		msg := err.Error()
+		advice := op == "Check" || strings.Contains(msg, "ehcheckpoints check")
+		ok := strings.Contains(msg, path) &&
+			(errors.Is(err, ErrCorrupt) && advice || errors.Is(err, ErrUnsupportedFormat))
+		if !ok {
+			errs = append(errs, fmt.Sprintf("%s: %v", op, err))
+		}
+		return ok
+	}
+	s, err := Open(path, &Options{NoSync: true, LockTimeout: 5 * time.Second, Now: func() time.Time { return relDamageClock }})
+	if err != nil {
+		if !allowed("Open", err) {
+			return "bad-error", strings.Join(errs, "; ")
+		}
+		if c.unsupported && !errors.Is(err, ErrUnsupportedFormat) {
+			return "bad-error", fmt.Sprintf("Open: %v, want ErrUnsupportedFormat", err)
+		}
+		return "error", err.Error()
+	}
+	defer s.Close()
+	if c.mustFail {
+		return "wrong", "Open accepted a file that is not a store of this format"
+	}
+
+	// Reads: each either fails with an allowed error, or matches the final
+	// content, or the previous content.
+	matchFinal, matchPrev, failed := true, true, false
+	var wrong []string
+	judge := func(op string, err error, got func(all []Record) ([]Record, []Record, string)) {
+		if err != nil {
+			failed = true
+			allowed(op, err)
+			return
+		}
+		gotF, wantF, d := got(want.final)
+		if d == "" {
+			d = relRecordsDiff(gotF, wantF)
+		}
+		gotP, wantP, dp := got(want.previous)
+		if dp == "" {
+			dp = relRecordsDiff(gotP, wantP)
+		}
+		matchFinal = matchFinal && d == ""
+		matchPrev = matchPrev && dp == ""
+		if d != "" && dp != "" {
+			wrong = append(wrong, op+": "+d)
+		}
+	}
+	unknown := [3]string{"relDamage-A.servicebus.windows.net", "Orders", "no-such-group"}
+	for _, g := range append(slices.Clone(relDamageGroups), unknown) {
+		owns, err := s.ListOwnership(ctx, g[0], g[1], g[2], nil)
+		judge(fmt.Sprintf("ListOwnership(%s)", g), err, func(all []Record) ([]Record, []Record, string) {
+			got, d := relOwnershipsAsRecords(owns, g)
+			return got, relGroupRecords(all, g, RecordOwnership), d
+		})
+		cps, err := s.ListCheckpoints(ctx, g[0], g[1], g[2], nil)
+		judge(fmt.Sprintf("ListCheckpoints(%s)", g), err, func(all []Record) ([]Record, []Record, string) {
+			w := relGroupRecords(all, g, RecordCheckpoint)
+			got, d := relCheckpointsAsRecords(cps, g, w)
+			return got, w, d
+		})
+	}
+	recs, err := s.Records(ctx, Scope{})
+	judge("Records", err, func(all []Record) ([]Record, []Record, string) { return recs, all, "" })
+	checkErr := s.Check(ctx)
+	if checkErr != nil {
+		allowed("Check", checkErr)
+	}
+
+	// Writes: renew a claim with its known etag and replace a checkpoint,
+	// then read the group back with the writes applied.
+	g := relDamageGroups[0]
+	etag := azcore.ETag(relGroupRecords(want.final, g, RecordOwnership)[5].ETag)
+	claimed, err := s.ClaimOwnership(ctx, []azeventhubs.Ownership{{FullyQualifiedNamespace: g[0], EventHubName: g[1], ConsumerGroup: g[2],
+		PartitionID: "5", OwnerID: "damage-test", ETag: &etag}}, nil)
+	claimOK := err == nil
+	if err != nil {
+		failed = true
+		allowed("ClaimOwnership", err)
+	} else if len(claimed) != 1 || claimed[0].ETag == nil || *claimed[0].ETag == etag || !claimed[0].LastModifiedTime.Equal(relDamageClock) {
+		wrong = append(wrong, fmt.Sprintf("ClaimOwnership with the current etag: got %+v, want one won claim with a new etag", claimed))
+	}
+	seq := int64(424242)
+	err = s.SetCheckpoint(ctx, azeventhubs.Checkpoint{FullyQualifiedNamespace: g[0], EventHubName: g[1], ConsumerGroup: g[2],
+		PartitionID: "5", SequenceNumber: &seq}, nil)
+	cpOK := err == nil
+	if err != nil {
+		failed = true
+		allowed("SetCheckpoint", err)
+	}
+	applyWrites := func(all []Record) []Record {
+		all = slices.Clone(all)
+		for i, r := range all {
+			if r.Namespace != strings.ToLower(g[0]) || r.EventHub != strings.ToLower(g[1]) || r.ConsumerGroup != strings.ToLower(g[2]) || r.PartitionID != "5" {
+				continue
+			}
+			if r.Type == RecordOwnership && claimOK && len(claimed) == 1 {
+				all[i].OwnerID, all[i].ETag, all[i].LastModifiedTime = "damage-test", string(*claimed[0].ETag), relDamageClock
+			}
+			if r.Type == RecordCheckpoint && cpOK {
+				all[i].Offset, all[i].SequenceNumber, all[i].WrittenAt = nil, &seq, relDamageClock
+			}
+		}
+		return all
+	}
+	owns, err := s.ListOwnership(ctx, g[0], g[1], g[2], nil)
+	judge("ListOwnership after writes", err, func(all []Record) ([]Record, []Record, string) {
+		got, d := relOwnershipsAsRecords(owns, g)
+		return got, relGroupRecords(applyWrites(all), g, RecordOwnership), d
+	})
+	cps, err := s.ListCheckpoints(ctx, g[0], g[1], g[2], nil)
+	judge("ListCheckpoints after writes", err, func(all []Record) ([]Record, []Record, string) {
+		w := relGroupRecords(applyWrites(all), g, RecordCheckpoint)
+		got, d := relCheckpointsAsRecords(cps, g, w)
+		return got, w, d
+	})
+
+	switch {
+	case len(wrong) > 0:
+		return "wrong", strings.Join(wrong, "; ")
+	case len(errs) > 0:
+		return "bad-error", strings.Join(errs, "; ")
+	case !matchFinal && !matchPrev:
+		return "wrong", "some calls returned the final content and others the content before the last commit"
+	case failed && checkErr == nil:
+		return "check-missed", "Check found nothing, but other calls failed on damage"
+	case failed:
+		return "error", ""
+	case matchFinal:
+		return "correct", ""
+	case c.metaTouched:
+		return "previous", ""
+	}
+	return "wrong", "the content before the last commit came back, but no meta page was damaged"
+}
