@@ -28,6 +28,7 @@ const (
 // child's *testing.T: a failure in it fails the child, and the parent sees
 // a non-zero exit status and the child's output.
 var relChildModes = map[string]func(t *testing.T, args []string){
+	"crash-writer":  relCrashWriter,
 	"damage-worker": relDamageWorker,
 }
 
