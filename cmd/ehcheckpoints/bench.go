@@ -62,7 +62,7 @@ first, or give --no-blob. The default run takes about a minute.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.cfg.Samples, "samples", benchcmp.DefaultSamples,
-		"timed calls of each disk-bound case (floor, SetCheckpoint, ClaimOwnership); handover and reopen take a fifth, each of the 32 writers a tenth")
+		"timed calls of each disk-bound case (floor, SetCheckpoint, ClaimOwnership); handover and reopen take a fifth, each of the 32 writers a quarter")
 	f.IntVar(&o.cfg.ListSamples, "list-samples", benchcmp.DefaultListSamples, "timed calls of each boltstore list case")
 	f.IntVar(&o.cfg.BlobSamples, "blob-samples", benchcmp.DefaultBlobSamples,
 		"timed calls of each BlobStore case; ClaimOwnership (32 HTTP calls each) takes a quarter")

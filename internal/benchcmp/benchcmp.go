@@ -48,25 +48,25 @@ type Config struct {
 	// Samples is the number of timed calls of each disk-bound case
 	// (the floor, SetCheckpoint, ClaimOwnership). The handover and reopen
 	// cases take a fifth of it, and each of the 32 concurrent writers a
-	// tenth. Default: 1000.
+	// quarter. Default: 2000.
 	Samples int
 
 	// ListSamples is the number of timed calls of each boltstore list
-	// case. Default: 5000.
+	// case. Default: 10000.
 	ListSamples int
 
 	// BlobSamples is the number of timed calls of each BlobStore case;
 	// ClaimOwnership, one HTTP call per partition, takes a quarter of it.
-	// Default: 100.
+	// Default: 200.
 	BlobSamples int
 
 	// Rounds is how many slices each case's samples are taken in.
-	// Default: 10.
+	// Default: 20.
 	Rounds int
 
 	// OtherGroups is how many other consumer groups the many-groups file
 	// holds, each with OtherPartitions ownerships and checkpoints.
-	// Defaults: 10000 and 4.
+	// Defaults: 10000 and 32, a processor's worth each.
 	OtherGroups, OtherPartitions int
 
 	// SkipBlob leaves out BlobStore, and with it Azurite. Its targets are
@@ -83,12 +83,12 @@ type Config struct {
 
 // Defaults of the Config fields.
 const (
-	DefaultSamples         = 1000
-	DefaultListSamples     = 5000
-	DefaultBlobSamples     = 100
-	DefaultRounds          = 10
+	DefaultSamples         = 2000
+	DefaultListSamples     = 10000
+	DefaultBlobSamples     = 200
+	DefaultRounds          = 20
 	DefaultOtherGroups     = 10000
-	DefaultOtherPartitions = 4
+	DefaultOtherPartitions = 32
 )
 
 func (c Config) withDefaults() Config {
@@ -171,6 +171,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // measure warms every case up, then takes the samples in rounds.
 func measure(ctx context.Context, cfg Config, cases []*benchCase) error {
 	for _, c := range cases {
+		// Every round gets at least one call of every case, so that
+		// rounds pair up.
+		c.samples = max(c.samples, cfg.Rounds)
 		c.init()
 		if err := c.warm(ctx, min(10, max(1, c.samples/20))); err != nil {
 			return fmt.Errorf("%s: warm-up: %w", c.name, err)
@@ -309,7 +312,7 @@ func localCases(ctx context.Context, cfg Config, dir string) (cases []*benchCase
 				return s.SetCheckpoint(ctx, Checkpoint(0, int64(i)), nil)
 			}},
 		{id: idSetParallel, subject: subjectBolt, name: fmt.Sprintf("SetCheckpoint, %d goroutines × own partition", parallelWriter),
-			samples: max(1, n/10), workers: parallelWriter,
+			samples: max(1, n/4), workers: parallelWriter,
 			op: func(ctx context.Context, w, i int) error {
 				return s.SetCheckpoint(ctx, Checkpoint(w, int64(i)), nil)
 			}},

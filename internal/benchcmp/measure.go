@@ -28,6 +28,7 @@ type benchCase struct {
 	durations []time.Duration
 	timed     time.Duration // sum of durations, or wall time of parallel chunks
 	calls     int
+	rates     []float64 // calls per second of each chunk
 	mallocs   uint64
 	bytes     uint64
 	next      []int // per worker: the next i
@@ -50,6 +51,7 @@ func (c *benchCase) chunk(ctx context.Context, n int) error {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	calls, timed := c.calls, c.timed
 	var err error
 	if c.workers > 0 {
 		err = c.parallelChunk(ctx, n)
@@ -59,6 +61,9 @@ func (c *benchCase) chunk(ctx context.Context, n int) error {
 	runtime.ReadMemStats(&after)
 	c.mallocs += after.Mallocs - before.Mallocs
 	c.bytes += after.TotalAlloc - before.TotalAlloc
+	if err == nil {
+		c.rates = append(c.rates, float64(c.calls-calls)/(c.timed-timed).Seconds())
+	}
 	return err
 }
 
@@ -145,6 +150,7 @@ func (c *benchCase) result() Result {
 	r.OpsPerSec = float64(c.calls) / c.timed.Seconds()
 	r.AllocsPerOp = float64(c.mallocs) / float64(c.calls)
 	r.BytesPerOp = float64(c.bytes) / float64(c.calls)
+	r.RoundOpsPerSec = c.rates
 	return r
 }
 
