@@ -64,12 +64,15 @@ func (s *Store) Records(ctx context.Context, scope Scope) ([]Record, error) {
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		return s.walkGroups(tx, scope, func(g groupKey, groupBucket *bolt.Bucket) error {
 			for _, kind := range []recordKind{kindOwnership, kindCheckpoint} {
-				b := groupBucket.Bucket(kind.bucket())
+				b, err := s.kindBucket(groupBucket, kind)
+				if err != nil {
+					return err
+				}
 				if b == nil {
 					continue
 				}
 				prefix := g.checksumPrefix(kind)
-				err := b.ForEach(func(k, v []byte) error {
+				err = b.ForEach(func(k, v []byte) error {
 					rec, err := decodeRecord(g, kind, prefix, k, v)
 					if err != nil {
 						return corruptError(s.path, err.Error())
@@ -96,22 +99,38 @@ func (s *Store) walkGroups(tx *bolt.Tx, scope Scope, fn func(groupKey, *bolt.Buc
 	if data == nil {
 		return corruptError(s.path, "the data bucket is missing")
 	}
-	return eachBucket(data, scope, 0, func(ns []byte, nsBucket *bolt.Bucket) error {
-		return eachBucket(nsBucket, scope, 1, func(hub []byte, hubBucket *bolt.Bucket) error {
-			return eachBucket(hubBucket, scope, 2, func(group []byte, groupBucket *bolt.Bucket) error {
+	return s.eachBucket(data, scope, 0, func(ns []byte, nsBucket *bolt.Bucket) error {
+		return s.eachBucket(nsBucket, scope, 1, func(hub []byte, hubBucket *bolt.Bucket) error {
+			return s.eachBucket(hubBucket, scope, 2, func(group []byte, groupBucket *bolt.Bucket) error {
 				return fn(groupKey{namespace: ns, hub: hub, group: group}, groupBucket)
 			})
 		})
 	})
 }
 
-func eachBucket(parent *bolt.Bucket, scope Scope, level int, fn func([]byte, *bolt.Bucket) error) error {
-	return parent.ForEachBucket(func(name []byte) error {
+// eachBucket calls fn for each child bucket of parent in scope. Every key
+// at these levels names a bucket; a plain value is a damaged bucket flag,
+// which would otherwise hide the bucket and everything below it.
+func (s *Store) eachBucket(parent *bolt.Bucket, scope Scope, level int, fn func([]byte, *bolt.Bucket) error) error {
+	return parent.ForEach(func(name, v []byte) error {
+		if v != nil {
+			return corruptError(s.path, fmt.Sprintf("bucket %q is stored as a plain value", name))
+		}
 		if !scope.matches(level, name) {
 			return nil
 		}
 		return fn(name, parent.Bucket(name))
 	})
+}
+
+// kindBucket returns a group's bucket of one kind of record, or nil when
+// the group has none, with the same check as eachBucket.
+func (s *Store) kindBucket(groupBucket *bolt.Bucket, kind recordKind) (*bolt.Bucket, error) {
+	b := groupBucket.Bucket(kind.bucket())
+	if b == nil && groupBucket.Get(kind.bucket()) != nil {
+		return nil, corruptError(s.path, fmt.Sprintf("bucket %q is stored as a plain value", kind.bucket()))
+	}
+	return b, nil
 }
 
 // decodeRecord decodes a stored record for the admin API. Its error
@@ -249,7 +268,10 @@ func (s *Store) DeleteRecords(ctx context.Context, records []Record) (int, error
 		deleted = 0
 		for _, r := range records {
 			kind, _ := r.Type.kind()
-			b := recordBucket(w.Tx, newGroupKey(r.Namespace, r.EventHub, r.ConsumerGroup), kind)
+			b, err := recordBucket(w.Tx, newGroupKey(r.Namespace, r.EventHub, r.ConsumerGroup), kind)
+			if err != nil {
+				return nil, s.recordError(string(r.Type), r.Namespace, r.EventHub, r.ConsumerGroup, r.PartitionID, err)
+			}
 			key := appendPartitionKey(nil, r.PartitionID)
 			if b == nil || b.Get(key) == nil {
 				continue
@@ -336,7 +358,10 @@ func (s *Store) Check(ctx context.Context) error {
 		}
 		return s.walkGroups(tx, Scope{}, func(g groupKey, groupBucket *bolt.Bucket) error {
 			for _, kind := range []recordKind{kindOwnership, kindCheckpoint} {
-				b := groupBucket.Bucket(kind.bucket())
+				b, err := s.kindBucket(groupBucket, kind)
+				if err != nil && len(problems) < maxCheckProblems {
+					problems = append(problems, err)
+				}
 				if b == nil {
 					continue
 				}

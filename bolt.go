@@ -59,12 +59,13 @@ func openBolt(path string, f *os.File, noSync bool) (db *bolt.DB, err error) {
 
 // bbolt's meta page, as far as checkHeader reads it: after the 16-byte page
 // header come magic (uint32), version, page size (uint32), flags, the root
-// bucket (16 bytes), the freelist page id, the high-water page id (uint64)
-// and the transaction id (uint64), in native byte order.
+// bucket (16 bytes), the freelist page id (uint64), the high-water page id
+// (uint64) and the transaction id (uint64), in native byte order.
 const (
 	boltMagic       = 0xED0CDAED
 	metaOffset      = 16
 	metaPageSizeAt  = metaOffset + 8
+	metaFreelistAt  = metaOffset + 32
 	metaHighWaterAt = metaOffset + 40
 	metaTxIDAt      = metaOffset + 48
 	metaChecksumAt  = metaOffset + 56
@@ -75,26 +76,7 @@ const (
 // bbolt, whose errors for both are vague ("file size too small", "invalid
 // freelist page"), sees the file.
 func checkHeader(path string, f *os.File, size int64) error {
-	var newest []byte
-	sawMagic := false
-	for _, at := range []int64{0, int64(os.Getpagesize())} {
-		meta := make([]byte, metaEnd)
-		if _, err := f.ReadAt(meta, at); err != nil {
-			continue
-		}
-		if binary.NativeEndian.Uint32(meta[metaOffset:]) != boltMagic {
-			continue
-		}
-		sawMagic = true
-		sum := fnv.New64a()
-		sum.Write(meta[metaOffset:metaChecksumAt])
-		if sum.Sum64() != binary.NativeEndian.Uint64(meta[metaChecksumAt:]) {
-			continue // bbolt will fall back to the other meta page, or refuse
-		}
-		if newest == nil || binary.NativeEndian.Uint64(meta[metaTxIDAt:]) > binary.NativeEndian.Uint64(newest[metaTxIDAt:]) {
-			newest = meta
-		}
-	}
+	newest, sawMagic := newestMeta(f)
 	switch {
 	case !sawMagic:
 		return fmt.Errorf("%s: %w: not a boltstore file (no bbolt header)", path, ErrUnsupportedFormat)
@@ -105,7 +87,34 @@ func checkHeader(path string, f *os.File, size int64) error {
 	if need > uint64(size) {
 		return corruptError(path, fmt.Sprintf("the file is truncated: its metadata needs %d bytes, it has %d", need, size))
 	}
+	// bbolt allocates as many ids as the freelist header claims before it
+	// reads one; a damaged count would end the process out of memory.
+	if _, err := readFreelist(f, newest); err != nil {
+		return corruptError(path, err.Error())
+	}
 	return nil
+}
+
+// newestMeta returns the meta page bbolt uses: of the two whose checksum
+// holds, the one with the higher transaction id; nil if neither holds.
+// sawMagic reports whether either page looked like a bbolt meta page.
+func newestMeta(f *os.File) (newest []byte, sawMagic bool) {
+	for _, at := range []int64{0, int64(os.Getpagesize())} {
+		meta := make([]byte, metaEnd)
+		if _, err := f.ReadAt(meta, at); err != nil || binary.NativeEndian.Uint32(meta[metaOffset:]) != boltMagic {
+			continue
+		}
+		sawMagic = true
+		sum := fnv.New64a()
+		sum.Write(meta[metaOffset:metaChecksumAt])
+		if sum.Sum64() != binary.NativeEndian.Uint64(meta[metaChecksumAt:]) {
+			continue // bbolt falls back to the other meta page, or refuses
+		}
+		if newest == nil || binary.NativeEndian.Uint64(meta[metaTxIDAt:]) > binary.NativeEndian.Uint64(newest[metaTxIDAt:]) {
+			newest = meta
+		}
+	}
+	return newest, sawMagic
 }
 
 // classifyOpenError maps bbolt's refusal to open a file to our sentinels.
@@ -222,6 +231,10 @@ func (w *writeTx) recordBucket(g groupKey, kind recordKind) (*bolt.Bucket, error
 		return b, nil
 	}
 	b, err := createRecordBucket(w.Tx, g, kind)
+	if errors.Is(err, bolt.ErrIncompatibleValue) {
+		// A plain value where a bucket belongs: a damaged bucket flag.
+		return nil, corruptError(w.DB().Path(), fmt.Sprintf("bucket of %s records is stored as a plain value", kind.recordType()))
+	}
 	if err == nil {
 		w.buckets[key] = b
 	}

@@ -55,7 +55,10 @@ func (s *Store) ListCheckpoints(ctx context.Context, namespace, hub, group strin
 	g := newGroupKey(namespace, hub, group)
 	var result []azeventhubs.Checkpoint
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		b := recordBucket(tx, g, kindCheckpoint)
+		b, err := recordBucket(tx, g, kindCheckpoint)
+		if err != nil {
+			return s.recordError("checkpoint", namespace, hub, group, "", err)
+		}
 		if b == nil {
 			return nil
 		}

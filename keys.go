@@ -182,16 +182,21 @@ func (g groupKey) checksumPrefix(kind recordKind) uint32 {
 }
 
 // recordBucket returns the bucket of one kind of record of a group, or nil
-// when the group has none.
-func recordBucket(tx *bolt.Tx, g groupKey, kind recordKind) *bolt.Bucket {
+// when the group has none. A plain value where a bucket belongs is a
+// damaged bucket flag, which would otherwise hide the records below it.
+func recordBucket(tx *bolt.Tx, g groupKey, kind recordKind) (*bolt.Bucket, error) {
 	b := tx.Bucket(bucketData)
 	for _, name := range [][]byte{g.namespace, g.hub, g.group, kind.bucket()} {
 		if b == nil {
-			return nil
+			return nil, nil
 		}
-		b = b.Bucket(name)
+		child := b.Bucket(name)
+		if child == nil && b.Get(name) != nil {
+			return nil, fmt.Errorf("bucket %q is stored as a plain value", name)
+		}
+		b = child
 	}
-	return b
+	return b, nil
 }
 
 // createRecordBucket is recordBucket for writers: it creates what is missing.

@@ -109,7 +109,10 @@ func (s *Store) decideClaims(tx *bolt.Tx, claims []claim) error {
 
 // storedETag reads the etag of the stored ownership of a partition.
 func (s *Store) storedETag(tx *bolt.Tx, g groupKey, partitionKey []byte, o azeventhubs.Ownership) (string, bool, error) {
-	b := recordBucket(tx, g, kindOwnership)
+	b, err := recordBucket(tx, g, kindOwnership)
+	if err != nil {
+		return "", false, s.recordError("ownership", o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup, o.PartitionID, err)
+	}
 	if b == nil {
 		return "", false, nil
 	}
@@ -163,7 +166,10 @@ func (s *Store) ListOwnership(ctx context.Context, namespace, hub, group string,
 	g := newGroupKey(namespace, hub, group)
 	var result []azeventhubs.Ownership
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		b := recordBucket(tx, g, kindOwnership)
+		b, err := recordBucket(tx, g, kindOwnership)
+		if err != nil {
+			return s.recordError("ownership", namespace, hub, group, "", err)
+		}
 		if b == nil {
 			return nil
 		}

@@ -52,8 +52,96 @@ func verifyPages(path string, tx *bolt.Tx) error {
 	}
 	defer f.Close()
 	pageSize := tx.DB().Info().PageSize
-	v := &pageVerifier{file: f, pageSize: pageSize, highWater: uint64(tx.Size()) / uint64(pageSize), seen: map[uint64]bool{}}
-	return v.walk(uint64(tx.Cursor().Bucket().Root()), 0)
+	v := &pageVerifier{file: f, pageSize: pageSize, highWater: uint64(tx.Size()) / uint64(pageSize), seen: map[uint64]bool{0: true, 1: true}}
+	if err := v.walk(uint64(tx.Cursor().Bucket().Root()), 0); err != nil {
+		return err
+	}
+	return v.checkFreelist()
+}
+
+// checkFreelist checks that no page is both free and in use, by the tree
+// or as the freelist itself: bbolt would hand it out again and overwrite
+// live data (a tree that points into itself makes cursors loop forever),
+// and bbolt's Check does not compare overflow pages with the freelist.
+func (v *pageVerifier) checkFreelist() error {
+	meta, _ := newestMeta(v.file)
+	if meta == nil {
+		return fmt.Errorf("both bbolt meta pages are damaged")
+	}
+	fl, err := readFreelist(v.file, meta)
+	if err != nil || fl.page == 0 {
+		return err
+	}
+	for i := uint64(0); i <= fl.overflow; i++ {
+		if v.seen[fl.page+i] {
+			return fmt.Errorf("page %d: used by the tree and by the freelist", fl.page+i)
+		}
+		v.seen[fl.page+i] = true
+	}
+	for i, id := range fl.ids {
+		switch {
+		case id < 2 || id >= v.highWater:
+			return fmt.Errorf("freelist: page %d is outside the file's %d pages", id, v.highWater)
+		case i > 0 && id <= fl.ids[i-1]:
+			return fmt.Errorf("freelist: page %d is listed out of order or twice", id)
+		case v.seen[id]:
+			return fmt.Errorf("page %d: in use and listed as free", id)
+		}
+	}
+	return nil
+}
+
+// freelist is the freelist page of a meta page and the ids it lists.
+type freelist struct {
+	page, overflow uint64 // page is 0 when the file keeps no freelist
+	ids            []uint64
+}
+
+const (
+	freelistPageFlag = 0x10
+	noFreelist       = ^uint64(0)
+)
+
+// readFreelist reads the freelist meta points to, checking first that its
+// header describes ids that fit in its pages.
+func readFreelist(f *os.File, meta []byte) (freelist, error) {
+	id := binary.NativeEndian.Uint64(meta[metaFreelistAt:])
+	if id == noFreelist {
+		return freelist{}, nil
+	}
+	pageSize := uint64(binary.NativeEndian.Uint32(meta[metaPageSizeAt:]))
+	highWater := binary.NativeEndian.Uint64(meta[metaHighWaterAt:])
+	if id < 2 || id >= highWater {
+		return freelist{}, fmt.Errorf("freelist page %d: outside the file's %d pages", id, highWater)
+	}
+	header := make([]byte, pageHeaderSize+8)
+	if _, err := f.ReadAt(header, int64(id*pageSize)); err != nil {
+		return freelist{}, fmt.Errorf("freelist page %d: %v", id, err)
+	}
+	overflow := uint64(binary.NativeEndian.Uint32(header[12:]))
+	switch {
+	case binary.NativeEndian.Uint64(header) != id || binary.NativeEndian.Uint16(header[8:]) != freelistPageFlag:
+		return freelist{}, fmt.Errorf("freelist page %d: not a freelist page", id)
+	case id+overflow >= highWater:
+		return freelist{}, fmt.Errorf("freelist page %d: %d overflow pages run past the file's %d pages", id, overflow, highWater)
+	}
+	// A count of 0xFFFF means the real count is the first uint64.
+	skip, count := uint64(0), uint64(binary.NativeEndian.Uint16(header[10:]))
+	if count == 0xFFFF {
+		skip, count = 1, binary.NativeEndian.Uint64(header[pageHeaderSize:])
+	}
+	if count > highWater || pageHeaderSize+8*(skip+count) > (overflow+1)*pageSize {
+		return freelist{}, fmt.Errorf("freelist page %d: %d ids do not fit in %d pages", id, count, overflow+1)
+	}
+	raw := make([]byte, 8*count)
+	if _, err := f.ReadAt(raw, int64(id*pageSize+pageHeaderSize+8*skip)); err != nil {
+		return freelist{}, fmt.Errorf("freelist page %d: %v", id, err)
+	}
+	fl := freelist{page: id, overflow: overflow, ids: make([]uint64, count)}
+	for i := range fl.ids {
+		fl.ids[i] = binary.NativeEndian.Uint64(raw[8*i:])
+	}
+	return fl, nil
 }
 
 func (v *pageVerifier) walk(id uint64, depth int) error {
@@ -82,6 +170,9 @@ func (v *pageVerifier) walk(id uint64, depth int) error {
 		return fmt.Errorf("page %d: %v", id, err)
 	}
 	for i := uint64(1); i <= overflow; i++ {
+		if v.seen[id+i] {
+			return fmt.Errorf("page %d: overflow of page %d, and referenced elsewhere", id+i, id)
+		}
 		v.seen[id+i] = true
 	}
 	return v.checkPage(id, page, depth)
@@ -99,6 +190,11 @@ func (v *pageVerifier) checkPage(id uint64, page []byte, depth int) error {
 		return fmt.Errorf("page %d: %d elements do not fit", id, count)
 	}
 	var previous []byte
+	// bbolt writes element data contiguously, in element order, right
+	// after the element array (common.WriteInodeToPage). A page that says
+	// otherwise has a damaged count or element, which would drop or
+	// misplace records without breaking key order.
+	next := uint64(pageHeaderSize + count*pageElementSize)
 	for i := range count {
 		at := pageHeaderSize + i*pageElementSize
 		elem := page[at : at+pageElementSize]
@@ -112,9 +208,13 @@ func (v *pageVerifier) checkPage(id uint64, page []byte, depth int) error {
 			return fmt.Errorf("page %d: unexpected page type %#x", id, flags)
 		}
 		start := uint64(at) + pos
+		if start != next {
+			return fmt.Errorf("page %d: element %d starts at byte %d, want %d", id, i, start, next)
+		}
 		if start+ksize+vsize > uint64(len(page)) {
 			return fmt.Errorf("page %d: element %d lies outside the page", id, i)
 		}
+		next = start + ksize + vsize
 		key := page[start : start+ksize]
 		if i > 0 && bytes.Compare(previous, key) >= 0 {
 			return fmt.Errorf("page %d: keys out of order at element %d", id, i)
