@@ -188,7 +188,9 @@ func parseRecordLine(line []byte, a *app) (boltstore.Record, error) {
 	default:
 		return rec, fmt.Errorf("type is %q, not %q or %q", row.Type, boltstore.RecordOwnership, boltstore.RecordCheckpoint)
 	}
-	return rec, nil
+	// The store's own rules (name lengths, control characters), checked
+	// here so that a refusal names its line.
+	return rec, rec.Validate()
 }
 
 // printImportSummary tells per consumer group how many records import

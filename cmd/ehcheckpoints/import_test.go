@@ -53,6 +53,8 @@ func TestImportMalformed(t *testing.T) {
 		{"bad time", `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","offset":"5","writtenAt":"yesterday"}`, `writtenAt: "yesterday" is not an RFC 3339 time`},
 		{"ownership with offset", `{"type":"ownership","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","ownerId":"a","etag":"e","lastModifiedTime":"2025-01-01T00:00:00Z","offset":"1"}`, "an ownership has no offset"},
 		{"ownership without etag", `{"type":"ownership","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","ownerId":"a","lastModifiedTime":"2025-01-01T00:00:00Z"}`, "needs ownerId"},
+		{"control character in owner", `{"type":"ownership","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","ownerId":"a\u0007","etag":"e","lastModifiedTime":"2025-01-01T00:00:00Z"}`, "OwnerID"},
+		{"partition id too long", strings.Replace(good, `"partitionId":"0"`, `"partitionId":"`+strings.Repeat("p", 1025)+`"`, 1), "PartitionID is 1025 bytes long"},
 		{"two values", good + good, "more than one JSON value"},
 		{"duplicate", strings.Replace(good, `"sequenceNumber":1`, `"sequenceNumber":2`, 1), "same partition as line 1"},
 		{"duplicate in other case", strings.Replace(good, `"namespace":"ns"`, `"namespace":"NS"`, 1), "same partition as line 1"},
