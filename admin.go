@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -199,8 +200,9 @@ func checkRecordKey(r Record) (recordKind, error) {
 }
 
 // Validate reports, as ErrInvalidArgument, what PutRecords would refuse in
-// r: a missing or invalid coordinate, type, owner, etag or offset, or a
-// checkpoint with neither offset nor sequence number.
+// r: a missing or invalid coordinate, type, owner, etag or offset, a
+// checkpoint with neither offset nor sequence number, or a time outside
+// the years 1678 to 2262 (records keep Unix nanoseconds in an int64).
 func (r Record) Validate() error {
 	kind, err := checkRecordKey(r)
 	if err != nil {
@@ -210,13 +212,28 @@ func (r Record) Validate() error {
 		if err := checkName("OwnerID", r.OwnerID, false); err != nil {
 			return err
 		}
-		return checkName("ETag", r.ETag, true)
+		if err := checkName("ETag", r.ETag, true); err != nil {
+			return err
+		}
+		return checkTime("LastModifiedTime", r.LastModifiedTime)
 	}
 	if r.Offset == nil && r.SequenceNumber == nil {
 		return fmt.Errorf("%w: checkpoint has neither offset nor sequence number", ErrInvalidArgument)
 	}
 	if r.Offset != nil {
-		return checkName("Offset", *r.Offset, false)
+		if err := checkName("Offset", *r.Offset, false); err != nil {
+			return err
+		}
+	}
+	return checkTime("WrittenAt", r.WrittenAt)
+}
+
+// checkTime refuses a time a record cannot hold. time.Time.UnixNano is
+// undefined outside int64 nanoseconds, so the zero Time, for one, would be
+// stored as a date in 1754.
+func checkTime(what string, t time.Time) error {
+	if t.Before(time.Unix(0, math.MinInt64)) || t.After(time.Unix(0, math.MaxInt64)) {
+		return fmt.Errorf("%w: %s %s is outside the years 1678 to 2262 that records hold", ErrInvalidArgument, what, t.Format(time.RFC3339))
 	}
 	return nil
 }
