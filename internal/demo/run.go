@@ -507,19 +507,14 @@ func (r *runner) colorize(b []byte) []byte {
 type counts struct {
 	unique, deliveries, checkpoints int
 	firstCheckpoint, lastCheckpoint time.Time
-	// latencies are how long each stored checkpoint took, sorted.
-	latencies []time.Duration
 }
 
 func (r *runner) count() counts {
 	var c counts
 	seen := map[string]map[int64]bool{}
 	for _, entries := range r.entries {
-		requested := map[string]time.Time{} // by partition
 		for _, e := range entries {
 			switch e.Kind {
-			case KindCheckpoint:
-				requested[e.Partition] = e.Time
 			case KindEvent:
 				if seen[e.Partition] == nil {
 					seen[e.Partition] = map[int64]bool{}
@@ -531,7 +526,6 @@ func (r *runner) count() counts {
 				}
 			case KindCheckpointed:
 				c.checkpoints++
-				c.latencies = append(c.latencies, e.Time.Sub(requested[e.Partition]))
 				if c.firstCheckpoint.IsZero() || e.Time.Before(c.firstCheckpoint) {
 					c.firstCheckpoint = e.Time
 				}
@@ -541,7 +535,6 @@ func (r *runner) count() counts {
 			}
 		}
 	}
-	slices.Sort(c.latencies)
 	return c
 }
 
@@ -560,6 +553,11 @@ func (r *runner) summary(balanced, rebalance time.Duration, victim *Process, hel
 	for i, p := range r.procs {
 		all = append(all, Sessions(p.ID, r.entries[i])...)
 	}
+	var latencies []time.Duration
+	for _, s := range all {
+		latencies = append(latencies, s.CheckpointLatencies...)
+	}
+	slices.Sort(latencies)
 	twice, onVictim, worst := 0, 0, 0
 	for p, ss := range ByPartition(all) {
 		d := Duplicates(ss)
@@ -592,7 +590,7 @@ func (r *runner) summary(balanced, rebalance time.Duration, victim *Process, hel
 		victim.ID, len(held), rebalance.Round(100*time.Millisecond), demoExpiration)
 	fmt.Fprintf(w, "  checkpoints  %d written to one file by %d processes in %s, %.0f/s; each took %s (median), %s (99th percentile), %s (most)\n",
 		c.checkpoints, r.o.Processors, span.Round(100*time.Millisecond), rate,
-		roundLatency(percentile(c.latencies, 50)), roundLatency(percentile(c.latencies, 99)), roundLatency(percentile(c.latencies, 100)))
+		roundLatency(percentile(latencies, 50)), roundLatency(percentile(latencies, 99)), roundLatency(percentile(latencies, 100)))
 	if c.unique != r.o.Events {
 		return fmt.Errorf("%d of %d events processed", c.unique, r.o.Events)
 	}

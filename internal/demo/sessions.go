@@ -23,6 +23,8 @@ type Session struct {
 	// Checkpoints are the sequence numbers of the checkpoints requested
 	// and Checkpointed those confirmed stored, in order.
 	Checkpoints, Checkpointed []int64
+	// CheckpointLatencies are how long each confirmed checkpoint took.
+	CheckpointLatencies []time.Duration
 }
 
 // LastCheckpointed returns the session's last stored checkpoint, or -1.
@@ -38,6 +40,7 @@ func (s *Session) LastCheckpointed() int64 {
 func Sessions(owner string, entries []Entry) []*Session {
 	var all []*Session
 	open := map[string]*Session{}
+	requested := map[string]time.Time{} // pending checkpoints, by partition
 	for _, e := range entries {
 		s := open[e.Partition]
 		switch e.Kind {
@@ -49,8 +52,10 @@ func Sessions(owner string, entries []Entry) []*Session {
 			s.Events = append(s.Events, e.Seq)
 		case KindCheckpoint:
 			s.Checkpoints = append(s.Checkpoints, e.Seq)
+			requested[e.Partition] = e.Time
 		case KindCheckpointed:
 			s.Checkpointed = append(s.Checkpointed, e.Seq)
+			s.CheckpointLatencies = append(s.CheckpointLatencies, e.Time.Sub(requested[e.Partition]))
 		case KindClose, KindLost, KindError:
 			s.End, s.Ended = e.Kind, e.Time
 			delete(open, e.Partition)

@@ -63,8 +63,8 @@ type cluster struct {
 	hub        *testhub.Hub
 	partitions []string
 	dir        string
-	// store is the test's own view of the file, opened like the
-	// processors open it (default options), so it takes turns with them.
+	// store is the test's own view of the file; it takes turns with the
+	// processors.
 	store              *boltstore.Store
 	ns, hubName, group string
 
@@ -88,7 +88,11 @@ func newCluster(t *testing.T, partitions int) *cluster {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	store, err := boltstore.Open(filepath.Join(dir, "checkpoints.db"), nil)
+	// The test reads the file like one more process. Its reads wait longer
+	// for the file than the processors' default 10 s, so that a busy file
+	// fails the processors, which the test is about, before it fails the
+	// race-instrumented test binary, the slowest of the processes.
+	store, err := boltstore.Open(filepath.Join(dir, "checkpoints.db"), &boltstore.Options{LockTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +216,7 @@ func (c *cluster) ownerships() []azeventhubs.Ownership {
 	c.t.Helper()
 	owns, err := c.store.ListOwnership(c.ctx, c.ns, c.hubName, c.group, nil)
 	if err != nil {
-		c.t.Fatal(err)
+		c.t.Fatalf("%v; logs:\n%s", err, c.logTails())
 	}
 	return owns
 }
@@ -222,7 +226,7 @@ func (c *cluster) checkpoints() map[string]int64 {
 	c.t.Helper()
 	cps, err := c.store.ListCheckpoints(c.ctx, c.ns, c.hubName, c.group, nil)
 	if err != nil {
-		c.t.Fatal(err)
+		c.t.Fatalf("%v; logs:\n%s", err, c.logTails())
 	}
 	m := map[string]int64{}
 	for _, cp := range cps {
@@ -256,9 +260,13 @@ func (c *cluster) waitFor(what string, timeout time.Duration, cond func() bool) 
 			default:
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(pollInterval)
 	}
 }
+
+// pollInterval is how often the test looks at the file and the processes.
+// Each look takes the file from the processors for a moment.
+const pollInterval = 200 * time.Millisecond
 
 // waitBalanced waits until exactly ids hold all partitions, evenly, and
 // returns how long that took.
@@ -306,13 +314,19 @@ func (c *cluster) sessions(procs ...*demo.Process) map[string][]*demo.Session {
 	return demo.ByPartition(all)
 }
 
-// logTails returns the last lines of each log, for failure messages.
+// logTails returns the errors and the last lines of each log, for
+// failure messages.
 func (c *cluster) logTails() string {
 	var b strings.Builder
 	for _, p := range c.procs {
 		data, _ := os.ReadFile(p.LogPath)
 		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-		fmt.Fprintf(&b, "== %s (%d lines)\n%s\n", filepath.Base(p.LogPath), len(lines), strings.Join(lines[max(0, len(lines)-5):], "\n"))
+		fmt.Fprintf(&b, "== %s (%d lines)\n", filepath.Base(p.LogPath), len(lines))
+		for i, line := range lines {
+			if i >= len(lines)-5 || strings.Contains(line, `"err"`) {
+				fmt.Fprintln(&b, line)
+			}
+		}
 	}
 	return b.String()
 }

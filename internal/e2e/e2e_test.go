@@ -34,6 +34,9 @@ func TestEndToEnd(t *testing.T) {
 	time.Sleep(time.Second)
 	victim, survivors := procs[1], []*demo.Process{procs[0], procs[2]}
 	victimPartitions := c.owners()[victim.ID]
+	if n := len(victimPartitions); n < 10 || n > 11 {
+		t.Fatalf("%s holds %d partitions just before the kill, want 10 or 11", victim.ID, n)
+	}
 	killedAt := time.Now()
 	c.kill(victim)
 	took = c.waitBalanced(30*time.Second, "proc-1", "proc-3")
@@ -71,6 +74,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	t.Logf("%d events, %d processed, %d twice: %s", events, deliveries, deliveries-events, dups)
+	t.Logf("checkpoint latency: %s", latencies(sessions))
 }
 
 // TestEndToEndRestart restarts all processors on the same file, after a
@@ -154,6 +158,7 @@ func TestEndToEndRestart(t *testing.T) {
 	checkDuplicates(t, sessions, killed)
 	t.Logf("%d events, %d processed; %d processed again after the crash (at most N = %d per partition)",
 		events, deliveries, reprocessed, checkpointEvery)
+	t.Logf("checkpoint latency: %s", latencies(sessions))
 }
 
 // lastSequenceNumbers returns each partition's last sequence number.
@@ -256,6 +261,26 @@ func checkDuplicates(t *testing.T, sessions map[string][]*demo.Session, killed m
 		}
 	}
 	return fmt.Sprintf("%d after the kill (at most N = %d per partition), %d after steals between live processors", afterKill, checkpointEvery, afterSteal)
+}
+
+// latencies describes how long the processors' checkpoints took, from
+// request to confirmation, for the test's log: with several processes on
+// one file, this is where waiting for the file shows.
+func latencies(sessions map[string][]*demo.Session) string {
+	var all []time.Duration
+	for _, ss := range sessions {
+		for _, s := range ss {
+			all = append(all, s.CheckpointLatencies...)
+		}
+	}
+	if len(all) == 0 {
+		return "no checkpoints"
+	}
+	slices.Sort(all)
+	at := func(q float64) time.Duration {
+		return all[min(len(all)-1, int(q*float64(len(all))))].Round(10 * time.Microsecond)
+	}
+	return fmt.Sprintf("%d checkpoints, median %s, 99th percentile %s, most %s", len(all), at(0.5), at(0.99), all[len(all)-1].Round(10*time.Microsecond))
 }
 
 // firstEvent returns the first event that sessions processed, or -1.
