@@ -398,7 +398,7 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) {
 		}
 		return
 	}
-	defer s.lease.release()
+	defer s.lease.releaseAfterWrite()
 	taken := batch[:0]
 	for _, op := range batch {
 		if op.state.CompareAndSwap(opPending, opTaken) {

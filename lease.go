@@ -19,8 +19,8 @@ import (
 const (
 	janitorInterval  = time.Millisecond
 	minPollInterval  = 50 * time.Microsecond
-	maxPollInterval  = time.Millisecond
-	handoverCourtesy = 2 * time.Millisecond
+	maxPollInterval  = 250 * time.Microsecond
+	handoverCourtesy = time.Millisecond
 )
 
 // lease is a Store's hold on the file. bbolt keeps an exclusive flock for
@@ -225,13 +225,8 @@ func (l *lease) janitor(db *bolt.DB) {
 			l.mu.Unlock()
 			return
 		}
-		if !l.draining {
-			if waiting, _ := filelock.WaiterPresent(l.file); waiting {
-				l.draining = true
-				l.handedOver = time.Now()
-			} else if l.users == 0 && time.Since(l.lastUsed) >= l.idleRelease {
-				l.draining = true
-			}
+		if !l.draining && !l.noticeWaiterLocked() && l.users == 0 && time.Since(l.lastUsed) >= l.idleRelease {
+			l.draining = true
 		}
 		if l.draining && l.users == 0 {
 			l.closeDBLocked()
@@ -240,6 +235,29 @@ func (l *lease) janitor(db *bolt.DB) {
 		}
 		l.mu.Unlock()
 	}
+}
+
+// noticeWaiterLocked starts handing the file over if another process waits
+// for it, and reports whether one does.
+func (l *lease) noticeWaiterLocked() bool {
+	if waiting, _ := filelock.WaiterPresent(l.file); waiting {
+		l.draining = true
+		l.handedOver = time.Now()
+		return true
+	}
+	return false
+}
+
+// releaseAfterWrite is release for the write path. A commit is when a
+// waiting process most likely arrived, so it looks for one at once rather
+// than at the janitor's next tick.
+func (l *lease) releaseAfterWrite() {
+	l.mu.Lock()
+	if l.db != nil && !l.draining {
+		l.noticeWaiterLocked()
+	}
+	l.mu.Unlock()
+	l.release()
 }
 
 // closeDBLocked closes the DB, which releases the flock and the descriptor.
