@@ -28,8 +28,10 @@ const (
 // child's *testing.T: a failure in it fails the child, and the parent sees
 // a non-zero exit status and the child's output.
 var relChildModes = map[string]func(t *testing.T, args []string){
+	"busy-store":    relBusyStore,
 	"crash-writer":  relCrashWriter,
 	"damage-worker": relDamageWorker,
+	"flock-holder":  relFlockHolder,
 }
 
 func TestRelChild(t *testing.T) {
