@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -27,7 +28,7 @@ const demoProcessorVerb = "demo-processor"
 const (
 	maxDemoProcessors = 16
 	maxDemoPartitions = 1024 // the test double's limit
-	maxDemoEvents     = 10_000_000
+	maxDemoEvents     = 100_000
 )
 
 func newDemoCmd(a *app) *cobra.Command {
@@ -69,7 +70,7 @@ file and prints the commands to inspect it.`,
 				return err
 			}
 			live := isTerminal(a.stdout) && os.Getenv("TERM") != "dumb"
-			return demo.Run(cmd.Context(), demo.Options{
+			err = demo.Run(cmd.Context(), demo.Options{
 				Processors: processors,
 				Partitions: partitions,
 				Events:     events,
@@ -83,6 +84,10 @@ file and prints the commands to inspect it.`,
 				Color: live && !noColor && os.Getenv("NO_COLOR") == "",
 				Table: writeDemoTable,
 			})
+			if cmd.Context().Err() != nil {
+				return errors.New("interrupted")
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()

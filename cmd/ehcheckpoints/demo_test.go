@@ -33,7 +33,7 @@ func TestDemo(t *testing.T) {
 		"Summary",
 		"600 published, 600 processed",
 		"3 processors balanced 6 partitions",
-		"owned by the survivors",
+		"partitions owned by proc-1 and proc-3",
 		"written to one file by 3 processes",
 	} {
 		if !strings.Contains(out, want) {

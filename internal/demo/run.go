@@ -237,7 +237,7 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.notef("stopped")
 	r.table()
-	return r.summary(balanced, rebalance, victim, held)
+	return r.summary(balanced, rebalance, victim, held, survivors)
 }
 
 // publish spreads n events over publishPeriod, round robin over the
@@ -547,7 +547,7 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 }
 
 // summary prints the figures of the run.
-func (r *runner) summary(balanced, rebalance time.Duration, victim *Process, held []string) error {
+func (r *runner) summary(balanced, rebalance time.Duration, victim *Process, held, survivors []string) error {
 	c := r.count()
 	var all []*Session
 	for i, p := range r.procs {
@@ -586,8 +586,8 @@ func (r *runner) summary(balanced, rebalance time.Duration, victim *Process, hel
 			onVictim, victim.ID, twice-onVictim)
 	}
 	fmt.Fprintf(w, "  balancing    %d processors balanced %d partitions in %s\n", r.o.Processors, r.o.Partitions, balanced.Round(100*time.Millisecond))
-	fmt.Fprintf(w, "  takeover     %s's %d partitions owned by the survivors %s after the SIGKILL (expiration %s)\n",
-		victim.ID, len(held), rebalance.Round(100*time.Millisecond), demoExpiration)
+	fmt.Fprintf(w, "  takeover     %s's %d partitions owned by %s %s after the SIGKILL (expiration %s)\n",
+		victim.ID, len(held), list(survivors), rebalance.Round(100*time.Millisecond), demoExpiration)
 	fmt.Fprintf(w, "  checkpoints  %d written to one file by %d processes in %s, %.0f/s; each took %s (median), %s (99th percentile), %s (most)\n",
 		c.checkpoints, r.o.Processors, span.Round(100*time.Millisecond), rate,
 		roundLatency(percentile(latencies, 50)), roundLatency(percentile(latencies, 99)), roundLatency(percentile(latencies, 100)))
@@ -598,7 +598,9 @@ func (r *runner) summary(balanced, rebalance time.Duration, victim *Process, hel
 		fmt.Fprintf(w, "  store file   deleted (--keep keeps it)\n")
 		return nil
 	}
-	fmt.Fprintf(w, "  store file   %s\n\nInspect it with:\n", r.path)
+	fmt.Fprintf(w, "  store file   %s\n", r.path)
+	fmt.Fprintf(w, "  logs         %s (JSON lines: what each processor did)\n", filepath.Join(r.dir, "proc-*.log"))
+	fmt.Fprintf(w, "\nInspect the store file with:\n")
 	for _, verb := range []string{"ls", "show", "export"} {
 		fmt.Fprintf(w, "  %s %s %s\n", r.o.CLI, verb, shellQuote(r.path))
 	}
