@@ -23,10 +23,10 @@ func TestDemo(t *testing.T) {
 		t.Errorf("output to a pipe has terminal escapes")
 	}
 	for _, want := range []string{
-		"started proc-1, proc-2 and proc-3",
+		"started proc-1, proc-2 and proc-3: checkpoints every 10 events",
 		"balanced: proc-1 2, proc-2 2, proc-3 2",
-		"SIGKILL proc-2, which held partitions",
-		"after the checkpoint at",
+		"SIGKILL proc-2, owner of partitions",
+		"after proc-2's checkpoint at",
 		"taken over in",
 		"PARTITION  OWNER",
 		"(released)",

@@ -140,7 +140,7 @@ type runner struct {
 
 func (r *runner) run(ctx context.Context) error {
 	o := r.o
-	r.notef("Event Hubs test double %q with %d partitions listening on %s", demoHub, o.Partitions, r.ns)
+	r.notef("test double: event hub %q with %d partitions on %s", demoHub, o.Partitions, r.ns)
 	ids := make([]string, o.Processors)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("proc-%d", i+1)
@@ -160,8 +160,8 @@ func (r *runner) run(ctx context.Context) error {
 		r.readers = append(r.readers, NewLogReader(p.LogPath))
 		r.entries = append(r.entries, nil)
 	}
-	r.notef("started %s on %s (each checkpoints every %d events; ownerships expire after %s)",
-		list(ids), r.path, DefaultCheckpointEvery, demoExpiration)
+	r.notef("store file %s", r.path)
+	r.notef("started %s: checkpoints every %d events, expiry %s", list(ids), DefaultCheckpointEvery, demoExpiration)
 
 	pubCtx, stopPublishing := context.WithCancel(ctx)
 	defer stopPublishing()
@@ -186,13 +186,13 @@ func (r *runner) run(ctx context.Context) error {
 		return err
 	}
 	<-victim.Done()
-	r.notef("SIGKILL %s, which held partitions %s; they stay its own until they expire (%s)", victim.ID, list(held), demoExpiration)
+	r.notef("SIGKILL %s, owner of partitions %s", victim.ID, list(held))
 	expired := false
 	err := r.until(ctx, "taken over", func() bool {
 		owners := r.owners()
 		if _, ok := owners[victim.ID]; !ok && !expired {
 			expired = true
-			r.notef("%s's ownerships expired; the survivors claim its partitions, one per processor and interval (%s)", victim.ID, demoUpdateInterval)
+			r.notef("%s's ownerships expired (%s); the others claim them one by one", victim.ID, demoExpiration)
 			r.table()
 		}
 		return Balanced(owners, survivors, o.Partitions)
@@ -213,11 +213,11 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.publishRest(); err != nil {
 		return err
 	}
-	r.notef("all %d events published; waiting for the checkpoints to reach the last events", o.Events)
+	r.notef("all %d events published; waiting for the last checkpoints", o.Events)
 	if err := r.until(ctx, "consumed", r.consumed); err != nil {
 		return err
 	}
-	r.notef("caught up; stopping %s gracefully (they relinquish their partitions)", list(survivors))
+	r.notef("caught up; stopping %s, which relinquish their partitions", list(survivors))
 	for _, p := range r.procs {
 		if p != victim {
 			if err := p.Stop(); err != nil {
@@ -367,14 +367,14 @@ func (r *runner) noteEntry(owner string, e Entry) {
 			return
 		}
 		delete(r.starting, key)
-		from := "the first event (no checkpoint yet)"
+		from := " (no checkpoint yet)"
 		if e.Seq > 0 {
-			from = fmt.Sprintf("event %d, after the checkpoint at %d", e.Seq, e.Seq-1)
+			from = fmt.Sprintf(", after the checkpoint at %d", e.Seq-1)
 			if prev := r.lastOwner[e.Partition]; prev != "" && prev != owner {
-				from += " that " + prev + " wrote"
+				from = fmt.Sprintf(", after %s's checkpoint at %d", prev, e.Seq-1)
 			}
 		}
-		r.notef("%s took partition %s, starting at %s", owner, e.Partition, from)
+		r.notef("%s took partition %s at event %d%s", owner, e.Partition, e.Seq, from)
 		r.lastOwner[e.Partition] = owner
 	case KindLost:
 		r.notef("%s lost partition %s to another processor", owner, e.Partition)
@@ -457,8 +457,9 @@ func (r *runner) snapshot() Snapshot {
 	return Snapshot{Records: r.records, Last: r.last, Now: time.Now(), Expiry: demoExpiration}
 }
 
-// liveNotes is how many of the latest notes the live screen shows.
-const liveNotes = 8
+// liveNotes is how many of the latest notes the live screen shows: with
+// the default 12 partitions, the screen fits a terminal of 80 by 24.
+const liveNotes = 5
 
 // draw redraws the live screen: the latest notes, the counters and the
 // table. Like ehcheckpoints watch, it clears the screen each time, which
@@ -466,7 +467,7 @@ const liveNotes = 8
 func (r *runner) draw() error {
 	var b bytes.Buffer
 	b.WriteString("\x1b[H\x1b[2J")
-	fmt.Fprintf(&b, "ehcheckpoints demo: %d processor processes share one store file\n\n", r.o.Processors)
+	fmt.Fprintf(&b, "ehcheckpoints demo: %d processor processes share one store file\n", r.o.Processors)
 	notes := r.notes[max(0, len(r.notes)-liveNotes):]
 	for _, n := range notes {
 		b.WriteString(n + "\n")
@@ -579,8 +580,8 @@ func (r *runner) summary(balanced, rebalance time.Duration, victim *Process, hel
 	case twice == 0:
 		fmt.Fprintf(w, "               none twice: %s had checkpointed all it processed\n", victim.ID)
 	case onVictim == twice:
-		fmt.Fprintf(w, "               all on %s's partitions, after its last checkpoints: at most %d (N) per partition, here %d\n",
-			victim.ID, DefaultCheckpointEvery, worst)
+		fmt.Fprintf(w, "               all on %s's partitions, after its last checkpoints\n", victim.ID)
+		fmt.Fprintf(w, "               (at most N = %d per partition; here at most %d)\n", DefaultCheckpointEvery, worst)
 	default:
 		fmt.Fprintf(w, "               %d on %s's partitions, %d on partitions that changed hands while balancing\n",
 			onVictim, victim.ID, twice-onVictim)
@@ -588,8 +589,9 @@ func (r *runner) summary(balanced, rebalance time.Duration, victim *Process, hel
 	fmt.Fprintf(w, "  balancing    %d processors balanced %d partitions in %s\n", r.o.Processors, r.o.Partitions, balanced.Round(100*time.Millisecond))
 	fmt.Fprintf(w, "  takeover     %s's %d partitions owned by %s %s after the SIGKILL (expiration %s)\n",
 		victim.ID, len(held), list(survivors), rebalance.Round(100*time.Millisecond), demoExpiration)
-	fmt.Fprintf(w, "  checkpoints  %d written to one file by %d processes in %s, %.0f/s; each took %s (median), %s (99th percentile), %s (most)\n",
-		c.checkpoints, r.o.Processors, span.Round(100*time.Millisecond), rate,
+	fmt.Fprintf(w, "  checkpoints  %d written to one file by %d processes in %s, %.0f/s\n",
+		c.checkpoints, r.o.Processors, span.Round(100*time.Millisecond), rate)
+	fmt.Fprintf(w, "               each took %s (median), %s (99th percentile), %s (most)\n",
 		roundLatency(percentile(latencies, 50)), roundLatency(percentile(latencies, 99)), roundLatency(percentile(latencies, 100)))
 	if c.unique != r.o.Events {
 		return fmt.Errorf("%d of %d events processed", c.unique, r.o.Events)
