@@ -164,6 +164,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	rep.Targets = evaluate(rep.Results, cfg.OtherGroups)
+	rep.Env.LoadEnd = loadAverage()
 	rep.Elapsed = time.Since(began)
 	return rep, nil
 }
@@ -421,5 +422,6 @@ func currentEnv() Env {
 		CPUs:       runtime.NumCPU(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0),
 		CPUModel:   cpuModel(),
+		LoadStart:  loadAverage(),
 	}
 }

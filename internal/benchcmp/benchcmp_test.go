@@ -141,3 +141,16 @@ func TestFormat(t *testing.T) {
 		t.Errorf("formatCount = %q", got)
 	}
 }
+
+func TestNoiseWarnings(t *testing.T) {
+	quiet := &Report{Env: Env{CPUs: 2, LoadStart: 0.5, LoadEnd: 1.2},
+		Results: []Result{{ID: idFloor, P50: 100 * time.Microsecond, P90: 150 * time.Microsecond}}}
+	if w := quiet.noise(); len(w) != 0 {
+		t.Errorf("a quiet run warns: %q", w)
+	}
+	busy := &Report{Env: Env{CPUs: 2, LoadStart: 0.5, LoadEnd: 6},
+		Results: []Result{{ID: idFloor, P50: 100 * time.Microsecond, P90: time.Millisecond}}}
+	if w := busy.noise(); len(w) != 2 {
+		t.Errorf("a busy run gives warnings %q, want one on load and one on the floor's spread", w)
+	}
+}

@@ -30,6 +30,11 @@ type Env struct {
 	CPUs       int    `json:"cpus"`
 	GOMAXPROCS int    `json:"gomaxprocs"`
 	CPUModel   string `json:"cpu_model,omitempty"`
+	// LoadStart and LoadEnd are the one-minute load average when the run
+	// began and ended, where the system tells it (0 otherwise): other
+	// work on the machine shows up there.
+	LoadStart float64 `json:"load_start,omitempty"`
+	LoadEnd   float64 `json:"load_end,omitempty"`
 }
 
 // ConfigSummary is the part of a Config that shapes the figures.
@@ -168,8 +173,16 @@ func (r *Report) WriteText(w io.Writer) error {
 		cpu = ", " + e.CPUModel
 	}
 	fmt.Fprintf(bw, "boltstore bench: %s %s/%s, %d CPUs%s, GOMAXPROCS %d\n", e.GoVersion, e.OS, e.Arch, e.CPUs, cpu, e.GOMAXPROCS)
-	fmt.Fprintf(bw, "default Options (durable: fsync on); every call timed on its own; %d rounds; took %s\n\n",
+	fmt.Fprintf(bw, "default Options (durable: fsync on); every call timed on its own; %d rounds; took %s",
 		r.Config.Rounds, r.Elapsed.Round(100*time.Millisecond))
+	if e.LoadStart > 0 || e.LoadEnd > 0 {
+		fmt.Fprintf(bw, "; load average %.2f at start, %.2f at end", e.LoadStart, e.LoadEnd)
+	}
+	fmt.Fprintln(bw)
+	for _, warning := range r.noise() {
+		fmt.Fprintf(bw, "WARNING: %s\n", warning)
+	}
+	fmt.Fprintln(bw)
 
 	rows := [][]string{{"subject", "operation", "calls", "p50", "p90", "ops/s", "allocs/op", "B/op"}}
 	for _, res := range r.Results {
@@ -204,6 +217,23 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintln(bw, ".")
 	return bw.Flush()
+}
+
+// noise explains why the figures of a run may not be trusted: other work
+// competing for the CPUs or the disk. Ratios between cases of one run
+// survive moderate noise, but not bursts that hit some cases harder.
+func (r *Report) noise() []string {
+	var out []string
+	if load := max(r.Env.LoadStart, r.Env.LoadEnd); r.Env.CPUs > 0 && load > float64(r.Env.CPUs) {
+		out = append(out, fmt.Sprintf("the load average (%.1f) exceeded the %d CPUs: other work competed with the benchmark", load, r.Env.CPUs))
+	}
+	for _, res := range r.Results {
+		if res.ID == idFloor && res.P50 > 0 && res.P90 > 4*res.P50 {
+			out = append(out, fmt.Sprintf("the floor's p90 (%s) is %.0f× its p50: other disk traffic; repeat the run when the machine is quiet",
+				FormatDuration(res.P90), float64(res.P90)/float64(res.P50)))
+		}
+	}
+	return out
 }
 
 // FormatDuration prints d with three significant digits in the unit that
@@ -260,6 +290,21 @@ func formatAllocs(v float64) string {
 		return fmt.Sprintf("%.1f", v)
 	}
 	return fmt.Sprintf("%.0f", v)
+}
+
+// loadAverage returns the one-minute load average where the system tells
+// it, else 0.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // cpuModel returns the processor's model name where the system tells it.
