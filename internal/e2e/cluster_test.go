@@ -18,12 +18,15 @@ import (
 	"github.com/ehcheckpoints/boltstore/internal/testhub"
 )
 
-// Processor settings: the SDK's defaults (10 s, 1 min) would make a
-// takeover last minutes.
+// Processor settings. The SDK's defaults (10 s, 1 min) would make a
+// takeover last over a minute. The expiration still leaves room for the
+// file to be out of reach for seconds, as when an fsync stalls on a busy
+// CI machine, without ownerships expiring under live processors, which
+// would then steal from each other.
 const (
 	checkpointEvery = 10 // N
 	updateInterval  = 200 * time.Millisecond
-	expiration      = 2 * time.Second
+	expiration      = 5 * time.Second
 )
 
 var binDir string
