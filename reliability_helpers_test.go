@@ -32,6 +32,7 @@ var relChildModes = map[string]func(t *testing.T, args []string){
 	"crash-writer":  relCrashWriter,
 	"damage-worker": relDamageWorker,
 	"flock-holder":  relFlockHolder,
+	"load-worker":   relLoadWorker,
 }
 
 func TestRelChild(t *testing.T) {
