@@ -225,9 +225,11 @@ func (r *runner) run(ctx context.Context) error {
 			}
 		}
 	}
+	stopCtx, cancel := context.WithTimeout(ctx, phaseTimeout)
+	defer cancel()
 	for _, p := range r.procs {
 		if p != victim {
-			if err := p.Wait(ctx); err != nil {
+			if err := p.Wait(stopCtx); err != nil {
 				return err
 			}
 		}
