@@ -222,14 +222,22 @@ type writeTx struct {
 	// operations of one batch mostly write to the same group, and opening
 	// five nested buckets per write cost more than the write.
 	buckets map[string]*bolt.Bucket
+	key     []byte // scratch for bucket cache keys
 }
 
 // recordBucket opens, creating as needed, the bucket of a group's records.
 func (w *writeTx) recordBucket(g groupKey, kind recordKind) (*bolt.Bucket, error) {
-	key := string(g.namespace) + "\x00" + string(g.hub) + "\x00" + string(g.group) + "\x00" + string(kind)
-	if b, ok := w.buckets[key]; ok {
+	k := append(w.key[:0], g.namespace...)
+	k = append(k, 0)
+	k = append(k, g.hub...)
+	k = append(k, 0)
+	k = append(k, g.group...)
+	k = append(k, 0, byte(kind))
+	w.key = k
+	if b, ok := w.buckets[string(k)]; ok {
 		return b, nil
 	}
+	key := string(k)
 	b, err := createRecordBucket(w.Tx, g, kind)
 	if errors.Is(err, bolt.ErrIncompatibleValue) {
 		// A plain value where a bucket belongs: a damaged bucket flag.

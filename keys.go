@@ -80,6 +80,18 @@ func checkName(what, s string, required bool) error {
 	case !utf8.ValidString(s):
 		return fmt.Errorf("%w: %s %q is not valid UTF-8", ErrInvalidArgument, what, s)
 	}
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return fmt.Errorf("%w: %s %q contains control character %U", ErrInvalidArgument, what, s, rune(c))
+		} else if c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return nil
+	}
 	for _, r := range s {
 		if unicode.IsControl(r) {
 			return fmt.Errorf("%w: %s %q contains control character %U", ErrInvalidArgument, what, s, r)

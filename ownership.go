@@ -25,36 +25,58 @@ func (s *Store) ClaimOwnership(ctx context.Context, ownerships []azeventhubs.Own
 		return nil, nil
 	}
 	claims := make([]claim, len(ownerships))
+	keyBytes := 0
+	for _, o := range ownerships {
+		keyBytes += 2 + len(o.PartitionID)
+	}
+	keys := make([]byte, 0, keyBytes)
 	for i, o := range ownerships {
 		if err := checkOwnership(o); err != nil {
 			return nil, fmt.Errorf("%s: ownerships[%d] (%s): %w", s.path, i, coordinates(o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup, o.PartitionID), err)
 		}
-		claims[i] = claim{ownership: o, group: newGroupKey(o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup)}
-		claims[i].partitionKey = appendPartitionKey(nil, o.PartitionID)
+		c := &claims[i]
+		c.ownership = o
+		// The claims of one call are nearly always of one group: fold its
+		// coordinates and checksum them once.
+		if p := &claims[max(i-1, 0)]; i > 0 && sameGroup(p.ownership, o) {
+			c.group, c.prefix = p.group, p.prefix
+		} else {
+			c.group = newGroupKey(o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup)
+			c.prefix = c.group.checksumPrefix(kindOwnership)
+		}
+		start := len(keys)
+		keys = appendPartitionKey(keys, o.PartitionID)
+		c.partitionKey = keys[start:len(keys):len(keys)]
 	}
-	var claimed []azeventhubs.Ownership
+	claimed := make([]azeventhubs.Ownership, 0, len(claims))
+	etags := make([]azcore.ETag, len(claims))
 	err := s.committer.write(ctx, func(w *writeTx) (error, error) {
 		claimed = claimed[:0]
 		if err := s.decideClaims(w.Tx, claims); err != nil {
 			return err, nil
 		}
 		now := s.now()
+		var b *bolt.Bucket
+		bFor := -1 // the claim whose group b is the bucket of
 		for i := range claims {
 			c := &claims[i]
 			if !c.wins {
 				continue
 			}
-			b, err := w.recordBucket(c.group, kindOwnership)
-			if err != nil {
-				return nil, err
+			if bFor < 0 || !sameGroup(claims[bFor].ownership, c.ownership) {
+				var err error
+				if b, err = w.recordBucket(c.group, kindOwnership); err != nil {
+					return nil, err
+				}
+				bFor = i
 			}
 			rec := ownershipRecord{ownerID: c.ownership.OwnerID, etag: uuid.NewString(), modified: now.UnixNano()}
-			if err := b.Put(c.partitionKey, w.enc.ownership(c.group.checksumPrefix(kindOwnership), c.partitionKey, rec)); err != nil {
+			if err := b.Put(c.partitionKey, w.enc.ownership(c.prefix, c.partitionKey, rec)); err != nil {
 				return nil, err
 			}
 			won := c.ownership
-			etag := azcore.ETag(rec.etag)
-			won.ETag, won.LastModifiedTime = &etag, now
+			etags[i] = azcore.ETag(rec.etag)
+			won.ETag, won.LastModifiedTime = &etags[i], now
 			claimed = append(claimed, won)
 		}
 		return nil, nil
@@ -71,7 +93,14 @@ type claim struct {
 	ownership    azeventhubs.Ownership
 	group        groupKey
 	partitionKey []byte
+	prefix       uint32 // group.checksumPrefix(kindOwnership)
 	wins         bool
+}
+
+// sameGroup reports whether two ownerships are of the same consumer group,
+// spelled alike.
+func sameGroup(a, b azeventhubs.Ownership) bool {
+	return a.ConsumerGroup == b.ConsumerGroup && a.EventHubName == b.EventHubName && a.FullyQualifiedNamespace == b.FullyQualifiedNamespace
 }
 
 // decideClaims compares every claim with the stored etag before anything
@@ -80,16 +109,41 @@ type claim struct {
 // caller can know, so it loses.
 func (s *Store) decideClaims(tx *bolt.Tx, claims []claim) error {
 	decided := make(map[string]bool, len(claims))
+	var key []byte
+	var b *bolt.Bucket
+	bFor := -1 // the claim whose group b is the bucket of
 	for i := range claims {
 		c := &claims[i]
-		key := string(c.group.namespace) + "\x00" + string(c.group.hub) + "\x00" + string(c.group.group) + "\x00" + string(c.partitionKey)
-		if decided[key] {
+		key = append(key[:0], c.group.namespace...)
+		key = append(key, 0)
+		key = append(key, c.group.hub...)
+		key = append(key, 0)
+		key = append(key, c.group.group...)
+		key = append(key, 0)
+		key = append(key, c.partitionKey...)
+		if decided[string(key)] {
 			c.wins = false
 			continue
 		}
-		current, exists, err := s.storedETag(tx, c.group, c.partitionKey, c.ownership)
-		if err != nil {
-			return err
+		if bFor < 0 || !sameGroup(claims[bFor].ownership, c.ownership) {
+			var err error
+			if b, err = recordBucket(tx, c.group, kindOwnership); err != nil {
+				o := c.ownership
+				return s.recordError("ownership", o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup, o.PartitionID, err)
+			}
+			bFor = i
+		}
+		var current []byte
+		exists := false
+		if b != nil {
+			if value := b.Get(c.partitionKey); value != nil {
+				_, etag, _, err := decodeOwnership(c.prefix, c.partitionKey, value)
+				if err != nil {
+					o := c.ownership
+					return s.recordError("ownership", o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup, o.PartitionID, err)
+				}
+				current, exists = etag, true
+			}
 		}
 		want := ""
 		if c.ownership.ETag != nil {
@@ -98,33 +152,13 @@ func (s *Store) decideClaims(tx *bolt.Tx, claims []claim) error {
 		if want == "" {
 			c.wins = !exists
 		} else {
-			c.wins = exists && current == want
+			c.wins = exists && string(current) == want
 		}
 		if c.wins {
-			decided[key] = true
+			decided[string(key)] = true
 		}
 	}
 	return nil
-}
-
-// storedETag reads the etag of the stored ownership of a partition.
-func (s *Store) storedETag(tx *bolt.Tx, g groupKey, partitionKey []byte, o azeventhubs.Ownership) (string, bool, error) {
-	b, err := recordBucket(tx, g, kindOwnership)
-	if err != nil {
-		return "", false, s.recordError("ownership", o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup, o.PartitionID, err)
-	}
-	if b == nil {
-		return "", false, nil
-	}
-	value := b.Get(partitionKey)
-	if value == nil {
-		return "", false, nil
-	}
-	_, etag, _, err := decodeOwnership(g.checksumPrefix(kindOwnership), partitionKey, value)
-	if err != nil {
-		return "", false, s.recordError("ownership", o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup, o.PartitionID, err)
-	}
-	return string(etag), true, nil
 }
 
 func checkOwnership(o azeventhubs.Ownership) error {
