@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -164,5 +166,31 @@ func TestCloseStopsServer(t *testing.T) {
 	if err == nil {
 		c.Close()
 		t.Fatalf("port %d still accepts connections after Close", s.Port())
+	}
+}
+
+// TestAccessLog shows the option does what the benchmarks rely on: with
+// it, Azurite logs each request; without it, it does not.
+func TestAccessLog(t *testing.T) {
+	if _, err := azurite.Binary(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	for _, logged := range []bool{false, true} {
+		s, err := azurite.StartWith(t.Context(), azurite.Options{AccessLog: logged})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Get(s.BlobEndpoint() + "/probe-container?restype=container")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		s.Close()
+		if got := strings.Contains(s.Output(), "probe-container"); got != logged {
+			t.Errorf("AccessLog=%v: request in output = %v; output:\n%s", logged, got, s.Output())
+		}
 	}
 }
