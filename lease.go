@@ -33,14 +33,17 @@ type lease struct {
 	idleRelease time.Duration
 	noSync      bool
 
-	mu        sync.Mutex
-	db        *bolt.DB
-	file      *os.File // the descriptor bbolt holds the flock through
-	users     int
-	draining  bool // admit no new users; close once users is zero
-	acquiring bool
-	closed    bool
-	lastUsed  time.Time
+	mu       sync.Mutex
+	db       *bolt.DB
+	file     *os.File // the descriptor bbolt holds the flock through
+	users    int
+	draining bool // admit no new users; close once users is zero
+	// handingOver marks a drain for a waiting process, which the closing
+	// store then gives a head start.
+	handingOver bool
+	acquiring   bool
+	closed      bool
+	lastUsed    time.Time
 	// handedOver is when the file was last given up to a waiting process.
 	handedOver time.Time
 	// changed is closed and replaced on every state change, to wake
@@ -241,8 +244,7 @@ func (l *lease) janitor(db *bolt.DB) {
 // for it, and reports whether one does.
 func (l *lease) noticeWaiterLocked() bool {
 	if waiting, _ := filelock.WaiterPresent(l.file); waiting {
-		l.draining = true
-		l.handedOver = time.Now()
+		l.draining, l.handingOver = true, true
 		return true
 	}
 	return false
@@ -268,7 +270,11 @@ func (l *lease) closeDBLocked() {
 	// A close error leaves nothing to recover: every commit was already
 	// synced, and the descriptor is gone either way.
 	_ = l.db.Close()
-	l.db, l.file, l.draining = nil, nil, false
+	if l.handingOver {
+		// The courtesy pause counts from when the file is free.
+		l.handedOver = time.Now()
+	}
+	l.db, l.file, l.draining, l.handingOver = nil, nil, false, false
 	l.wakeLocked()
 }
 

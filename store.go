@@ -24,7 +24,9 @@ type Options struct {
 
 	// LockTimeout bounds how long a call waits while another process holds
 	// the file before it fails with ErrLockTimeout. A context deadline that
-	// is sooner wins. Default: 10s.
+	// is sooner wins. Processors hand the file over within milliseconds, but
+	// a slow disk can stall one commit for seconds, and the SDK's Processor
+	// stops on any store error, so the default is generous. Default: 1m.
 	LockTimeout time.Duration
 
 	// IdleRelease is how long the store keeps the file after its last call
@@ -41,7 +43,7 @@ type Options struct {
 
 // Defaults of the Options fields.
 const (
-	DefaultLockTimeout = 10 * time.Second
+	DefaultLockTimeout = time.Minute
 	DefaultIdleRelease = 100 * time.Millisecond
 )
 

@@ -15,18 +15,24 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// openStore opens the store file at path with the default options, the ones
-// processors use, so the CLI takes its turn on a file they hold like any
-// other process. boltstore.Open creates a missing file; only verbs that
-// write data (create) want that, the others report the missing file.
+// openStore opens the store file at path with the options processors use,
+// so the CLI takes its turn on a file they hold like any other process,
+// except that an operator waits at most cliLockTimeout for a stuck lock.
+// boltstore.Open creates a missing file; only verbs that write data
+// (create) want that, the others report the missing file.
 func openStore(path string, create bool) (*boltstore.Store, error) {
 	if !create {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s: no such store file", path)
 		}
 	}
-	return boltstore.Open(path, nil)
+	return boltstore.Open(path, &boltstore.Options{LockTimeout: cliLockTimeout})
 }
+
+// cliLockTimeout bounds the wait for a file another process keeps locked.
+// Processors hand the file over within milliseconds; a longer wait means
+// something is stuck, and the operator should hear about it.
+const cliLockTimeout = 10 * time.Second
 
 // defaultExpiry is the processors' default ownership expiration.
 const defaultExpiry = 2 * time.Minute
