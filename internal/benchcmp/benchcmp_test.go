@@ -33,7 +33,8 @@ func TestRunTiny(t *testing.T) {
 	}
 
 	wantIDs := []string{idFloor, idPlainBolt, idSet, idSetParallel, idClaim, idListOwn, idListCp, idListOwnMany,
-		idListCpMany, idHandover, idReopen, idBlobSet, idBlobClaim, idBlobListOwn, idBlobListCp}
+		idListCpMany, idHandover, idReopen, idBlobPrefix + idBlobSet, idBlobPrefix + idBlobClaim,
+		idBlobPrefix + idBlobListOwn, idBlobPrefix + idBlobListCp}
 	if len(rep.Results) != len(wantIDs) {
 		t.Fatalf("got %d results, want %d: %+v", len(rep.Results), len(wantIDs), rep.Results)
 	}

@@ -19,7 +19,11 @@ type Report struct {
 	Config  ConfigSummary `json:"config"`
 	Results []Result      `json:"results"`
 	Targets []Target      `json:"targets"`
-	Elapsed time.Duration `json:"elapsed_ns"`
+	// SilentAzuriteTargets are the BlobStore targets evaluated against a
+	// silent Azurite, when one was measured besides the one with its
+	// access log: stricter, and not counted by Met.
+	SilentAzuriteTargets []Target      `json:"silent_azurite_targets,omitempty"`
+	Elapsed              time.Duration `json:"elapsed_ns"`
 }
 
 // Env describes the machine a report was measured on.
@@ -39,17 +43,18 @@ type Env struct {
 
 // ConfigSummary is the part of a Config that shapes the figures.
 type ConfigSummary struct {
-	Samples         int  `json:"samples"`
-	ListSamples     int  `json:"list_samples"`
-	BlobSamples     int  `json:"blob_samples"`
-	Rounds          int  `json:"rounds"`
-	OtherGroups     int  `json:"other_groups"`
-	OtherPartitions int  `json:"other_partitions"`
-	SkipBlob        bool `json:"skip_blob"`
+	Samples         int    `json:"samples"`
+	ListSamples     int    `json:"list_samples"`
+	BlobSamples     int    `json:"blob_samples"`
+	Rounds          int    `json:"rounds"`
+	OtherGroups     int    `json:"other_groups"`
+	OtherPartitions int    `json:"other_partitions"`
+	SkipBlob        bool   `json:"skip_blob"`
+	Azurites        string `json:"azurites"`
 }
 
 func (c Config) summary() ConfigSummary {
-	return ConfigSummary{c.Samples, c.ListSamples, c.BlobSamples, c.Rounds, c.OtherGroups, c.OtherPartitions, c.SkipBlob}
+	return ConfigSummary{c.Samples, c.ListSamples, c.BlobSamples, c.Rounds, c.OtherGroups, c.OtherPartitions, c.SkipBlob, c.Azurites.String()}
 }
 
 // Result is the summary of one measured operation.
@@ -94,59 +99,87 @@ type Target struct {
 	Basis string `json:"basis"`
 }
 
-// evaluate computes the targets of issue 3 from the results.
-func evaluate(results []Result, otherGroups int) []Target {
-	byID := map[string]*Result{}
+// figures looks up results by ID for the targets.
+type figures map[string]*Result
+
+func index(results []Result) figures {
+	byID := figures{}
 	for i := range results {
 		byID[results[i].ID] = &results[i]
 	}
-	p50 := func(id string) float64 {
-		if r, ok := byID[id]; ok && r.Calls > 0 {
-			return float64(r.P50)
-		}
+	return byID
+}
+
+func (f figures) p50(id string) float64 {
+	if r, ok := f[id]; ok && r.Calls > 0 {
+		return float64(r.P50)
+	}
+	return math.NaN()
+}
+
+func (f figures) ratio(a, b string) float64 { return f.p50(a) / f.p50(b) }
+
+// roundRatio is the median over rounds of a's calls per second over b's.
+// It pairs the rounds: a burst of someone else's disk traffic slows both
+// cases of a round, but would skew a ratio of totals toward whichever case
+// it happened to hit.
+func (f figures) roundRatio(a, b string) float64 {
+	ra, ok1 := f[a]
+	rb, ok2 := f[b]
+	if !ok1 || !ok2 || len(ra.RoundOpsPerSec) == 0 || len(ra.RoundOpsPerSec) != len(rb.RoundOpsPerSec) {
 		return math.NaN()
 	}
-	target := func(name, basis string, value, limit float64, atMost bool, unit string) Target {
-		t := Target{Name: name, Basis: basis, Value: value, Unit: unit, Limit: limit, AtMost: atMost, Measured: !math.IsNaN(value)}
-		if t.Measured {
-			t.Met = value <= limit
-			if !atMost {
-				t.Met = value >= limit
-			}
-		} else {
-			t.Value = 0
-		}
-		return t
+	ratios := make([]float64, len(ra.RoundOpsPerSec))
+	for i := range ratios {
+		ratios[i] = ra.RoundOpsPerSec[i] / rb.RoundOpsPerSec[i]
 	}
-	ratio := func(a, b string) float64 { return p50(a) / p50(b) }
-	// The throughput ratio pairs the rounds: a burst of someone else's
-	// disk traffic slows both cases of a round, but would skew a ratio of
-	// totals toward whichever case it happened to hit.
-	roundRatio := func(a, b string) float64 {
-		ra, ok1 := byID[a]
-		rb, ok2 := byID[b]
-		if !ok1 || !ok2 || len(ra.RoundOpsPerSec) == 0 || len(ra.RoundOpsPerSec) != len(rb.RoundOpsPerSec) {
-			return math.NaN()
+	return median(ratios)
+}
+
+func newTarget(name, basis string, value, limit float64, atMost bool, unit string) Target {
+	t := Target{Name: name, Basis: basis, Value: value, Unit: unit, Limit: limit, AtMost: atMost, Measured: !math.IsNaN(value)}
+	if t.Measured {
+		t.Met = value <= limit
+		if !atMost {
+			t.Met = value >= limit
 		}
-		ratios := make([]float64, len(ra.RoundOpsPerSec))
-		for i := range ratios {
-			ratios[i] = ra.RoundOpsPerSec[i] / rb.RoundOpsPerSec[i]
-		}
-		return median(ratios)
+	} else {
+		t.Value = 0
 	}
-	us := func(id string) float64 { return p50(id) / float64(time.Microsecond) }
+	return t
+}
+
+// evaluate computes the targets of issue 3 from the results, comparing
+// with the BlobStore cases whose IDs start with blob.
+func evaluate(results []Result, otherGroups int, blob string) []Target {
+	f := index(results)
+	us := func(id string) float64 { return f.p50(id) / float64(time.Microsecond) }
+	bt := blobTargets(results, blob)
 	return []Target{
-		target("SetCheckpoint p50 vs the fdatasync floor", "SetCheckpoint p50 / floor p50", ratio(idSet, idFloor), 2.5, true, "x"),
-		target("SetCheckpoint faster than BlobStore", "BlobStore p50 / boltstore p50", ratio(idBlobSet, idSet), 5, false, "x"),
-		target("32 concurrent writers vs one caller", "checkpoints/s of 32 goroutines / of one caller, median over rounds", roundRatio(idSetParallel, idSet), 20, false, "x"),
-		target("ClaimOwnership 32 vs one SetCheckpoint", "ClaimOwnership p50 / SetCheckpoint p50", ratio(idClaim, idSet), 1.3, true, "x"),
-		target("ClaimOwnership 32 faster than BlobStore", "BlobStore p50 / boltstore p50", ratio(idBlobClaim, idClaim), 100, false, "x"),
-		target("ListOwnership 32 p50", "p50", us(idListOwn), 20, true, "µs"),
-		target("ListOwnership 32 faster than BlobStore", "BlobStore p50 / boltstore p50", ratio(idBlobListOwn, idListOwn), 200, false, "x"),
-		target("ListCheckpoints 32 p50", "p50", us(idListCp), 20, true, "µs"),
-		target("ListCheckpoints 32 faster than BlobStore", "BlobStore p50 / boltstore p50", ratio(idBlobListCp, idListCp), 200, false, "x"),
-		target(fmt.Sprintf("ListOwnership with %d other groups", otherGroups), "p50 with / p50 without", ratio(idListOwnMany, idListOwn), 1.3, true, "x"),
-		target(fmt.Sprintf("ListCheckpoints with %d other groups", otherGroups), "p50 with / p50 without", ratio(idListCpMany, idListCp), 1.3, true, "x"),
+		newTarget("SetCheckpoint p50 vs the fdatasync floor", "SetCheckpoint p50 / floor p50", f.ratio(idSet, idFloor), 2.5, true, "x"),
+		bt[0],
+		newTarget("32 concurrent writers vs one caller", "checkpoints/s of 32 goroutines / of one caller, median over rounds", f.roundRatio(idSetParallel, idSet), 20, false, "x"),
+		newTarget("ClaimOwnership 32 vs one SetCheckpoint", "ClaimOwnership p50 / SetCheckpoint p50", f.ratio(idClaim, idSet), 1.3, true, "x"),
+		bt[1],
+		newTarget("ListOwnership 32 p50", "p50", us(idListOwn), 20, true, "µs"),
+		bt[2],
+		newTarget("ListCheckpoints 32 p50", "p50", us(idListCp), 20, true, "µs"),
+		bt[3],
+		newTarget(fmt.Sprintf("ListOwnership with %d other groups", otherGroups), "p50 with / p50 without", f.ratio(idListOwnMany, idListOwn), 1.3, true, "x"),
+		newTarget(fmt.Sprintf("ListCheckpoints with %d other groups", otherGroups), "p50 with / p50 without", f.ratio(idListCpMany, idListCp), 1.3, true, "x"),
+	}
+}
+
+// blobTargets are the four "faster than BlobStore" targets, against the
+// BlobStore cases whose IDs start with blob.
+func blobTargets(results []Result, blob string) []Target {
+	f := index(results)
+	basis := "BlobStore p50 / boltstore p50"
+	return []Target{
+		newTarget("SetCheckpoint faster than BlobStore", basis, f.ratio(blob+idBlobSet, idSet), 5, false, "x"),
+		newTarget("ClaimOwnership 32 faster than BlobStore", basis, f.ratio(blob+idBlobClaim, idClaim), 100, false, "x"),
+		newTarget("ListOwnership 32 faster than BlobStore", basis, f.ratio(blob+idBlobListOwn, idListOwn), 200, false, "x"),
+		newTarget("ListCheckpoints 32 faster than BlobStore", basis, f.ratio(blob+idBlobListCp, idListCp), 200, false, "x"),
 	}
 }
 
@@ -193,8 +226,25 @@ func (r *Report) WriteText(w io.Writer) error {
 	writeTable(bw, rows, "llrrrrrr")
 
 	fmt.Fprintln(bw)
-	rows = [][]string{{"target", "measured", "wanted", "result", "from"}}
-	for _, t := range r.Targets {
+	writeTargets(bw, r.Targets)
+	met, measured := r.Met()
+	fmt.Fprintf(bw, "\n%d of %d targets met", met, len(r.Targets))
+	if measured < len(r.Targets) {
+		fmt.Fprintf(bw, " (%d not measured)", len(r.Targets)-measured)
+	}
+	fmt.Fprintln(bw, ".")
+	if len(r.SilentAzuriteTargets) > 0 {
+		fmt.Fprintf(bw, "\nThe targets compare with %s, as developers run it and as the reference figures\n", subjectBlob)
+		fmt.Fprintf(bw, "were measured; against %s --silent (each request ~40%% faster) they are stricter:\n\n", subjectBlob)
+		writeTargets(bw, r.SilentAzuriteTargets)
+	}
+	return bw.Flush()
+}
+
+// writeTargets prints targets as a table.
+func writeTargets(w io.Writer, targets []Target) {
+	rows := [][]string{{"target", "measured", "wanted", "result", "from"}}
+	for _, t := range targets {
 		op := "≥ "
 		if t.AtMost {
 			op = "≤ "
@@ -209,14 +259,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		rows = append(rows, []string{t.Name, measured, op + formatValue(t.Limit, t.Unit), result, t.Basis})
 	}
-	writeTable(bw, rows, "lrrll")
-	met, measured := r.Met()
-	fmt.Fprintf(bw, "\n%d of %d targets met", met, len(r.Targets))
-	if measured < len(r.Targets) {
-		fmt.Fprintf(bw, " (%d not measured)", len(r.Targets)-measured)
-	}
-	fmt.Fprintln(bw, ".")
-	return bw.Flush()
+	writeTable(w, rows, "lrrll")
 }
 
 // noise explains why the figures of a run may not be trusted: other work
