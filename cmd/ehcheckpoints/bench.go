@@ -36,7 +36,7 @@ another:
   BlobStore/Azurite  the SDK's checkpoints.BlobStore on an Azurite that bench
                      starts on loopback (in memory, so not durable), with its
                      per-request access log as developers run it; then again
-                     on a --silent Azurite, whose requests are ~40% faster
+                     on a --silent Azurite, which answers faster
                      (--azurite log or silent measures one of them only)
 
 Every call is timed on its own and the table shows medians (p50) and p90;

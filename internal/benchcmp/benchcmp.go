@@ -93,8 +93,9 @@ type Config struct {
 // Azurite as developers run it (`azurite-blob`, or `npm run azurite-blob`
 // here) writes an access log line per request; shared/numbers.md's
 // BlobStore figures, which the targets were set against, were measured so.
-// With --silent each request is about 40% faster, which makes every
-// "faster than BlobStore" ratio stricter.
+// With --silent each request is faster (by 15-40% here, more when the log
+// goes to a terminal), which makes every "faster than BlobStore" ratio
+// stricter.
 type AzuriteSetup int
 
 const (
