@@ -45,7 +45,8 @@ alike. The targets compare figures of the same run: absolute times move by
 tens of percent between runs on a shared machine, ratios much less.
 
 Azurite comes from the repository's package.json: run ` + "`npm ci`" + ` (or ` + "`make deps`" + `)
-first, or give --no-blob. The default run takes about a minute.`,
+first, or give --no-blob. The default run takes about 15 seconds on a quiet
+machine; a busy disk can make it several times longer.`,
 		Example: `  ehcheckpoints bench
   ehcheckpoints bench --samples 3000 --list-samples 20000 --rounds 10
   ehcheckpoints bench --no-blob --json`,

@@ -36,9 +36,9 @@ import (
 )
 
 // Config sets what Run measures and how long it takes. The zero value of
-// each field selects its default; the defaults take about a minute on a
-// 2-core machine, most of it spent on BlobStore and on seeding the
-// many-groups file.
+// each field selects its default; the defaults take about 15 seconds on a
+// quiet 2-core machine, most of it spent on BlobStore, and several times
+// that when other work keeps the disk busy.
 type Config struct {
 	// Dir is where the store files and the floor's file are made, in a
 	// fresh subdirectory that Run removes. They share it so that they are
