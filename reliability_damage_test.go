@@ -651,6 +651,15 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 			})
 		}
 	}
+	// A bucket's name is its key in the parent's page: damage to it makes
+	// the bucket, and all records below, unreachable by name.
+	for _, at := range relBucketKeyEnds(data, leaves) {
+		add(fmt.Sprintf("bucket-name: last byte of the key at %d", at), false, func() []byte {
+			d := bytes.Clone(data)
+			d[at] ^= 0x01
+			return d
+		})
+	}
 	for _, page := range leaves {
 		count := binary.LittleEndian.Uint16(data[page*relPageSize+10:])
 		if count == 0 {
@@ -701,6 +710,44 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		}})
 	}
 	return cases
+}
+
+// relBucketKeyEnds returns the offset of the last byte of every bucket
+// key in the given leaf pages of a bbolt file, inline buckets included.
+func relBucketKeyEnds(data []byte, leaves []int) []int {
+	var ends []int
+	// walk reads the leaf page at off (element positions are relative to
+	// each element) and descends into inline buckets.
+	var walk func(off, end int)
+	walk = func(off, end int) {
+		if off+16 > end || binary.LittleEndian.Uint16(data[off+8:]) != 0x02 {
+			return
+		}
+		for i := range int(binary.LittleEndian.Uint16(data[off+10:])) {
+			elem := off + 16 + 16*i
+			if elem+16 > end {
+				return
+			}
+			flags := binary.LittleEndian.Uint32(data[elem:])
+			pos := int(binary.LittleEndian.Uint32(data[elem+4:]))
+			ksize := int(binary.LittleEndian.Uint32(data[elem+8:]))
+			vsize := int(binary.LittleEndian.Uint32(data[elem+12:]))
+			key := elem + pos
+			if flags&1 == 0 || ksize == 0 || key+ksize+vsize > end {
+				continue
+			}
+			ends = append(ends, key+ksize-1)
+			// bucket value: root page id (0 = inline), sequence, then
+			// the inline page.
+			if value := key + ksize; vsize > 16 && binary.LittleEndian.Uint64(data[value:]) == 0 {
+				walk(value+16, value+vsize)
+			}
+		}
+	}
+	for _, page := range leaves {
+		walk(page*relPageSize, (page+1)*relPageSize)
+	}
+	return ends
 }
 
 // relFreelistPage returns the freelist page of the newer meta page of a
@@ -937,4 +984,129 @@ func relDamageRun(path string, c relDamageCase, want relDamageWant) (outcome, de
 		return "previous", ""
 	}
 	return "wrong", "the content before the last commit came back, but no meta page was damaged"
+}
+
+// TestReliabilityDamageWhileOpen damages the file while a store has it
+// open but idle (the lease has let go of it), so that the next write
+// transaction trips over the damage inside bbolt: each page in the tree
+// claims overflow pages up to the next free page, and bbolt panics when a
+// commit frees it ("page already freed"). The store must contain that:
+// every call returns promptly, with correct data or ErrCorrupt naming the
+// file, Close returns, and the next Open refuses the file. A panic in a
+// write transaction that left bbolt's writer lock held would instead make
+// the lease's db.Close wait forever, and every call after it with it.
+func TestReliabilityDamageWhileOpen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "open.db")
+	relDamagePopulate(t, path)
+	s, err := Open(path, &Options{NoSync: true, IdleRelease: time.Millisecond, LockTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := relDamageGroups[0]
+	if _, err := s.ListOwnership(ctx, g[0], g[1], g[2], nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the lease lets go of the idle file
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := relFreeIDs(data)
+	damaged := 0
+	for p := 2; p < len(data)/relPageSize; p++ {
+		flags := binary.LittleEndian.Uint16(data[p*relPageSize+8:])
+		i, _ := slices.BinarySearch(free, uint64(p))
+		if flags != 0x01 && flags != 0x02 || slices.Contains(free, uint64(p)) || i == len(free) {
+			continue
+		}
+		binary.LittleEndian.PutUint32(data[p*relPageSize+12:], uint32(free[i]-uint64(p)))
+		damaged++
+	}
+	if damaged == 0 {
+		t.Fatal("no page in use lies below a free page; nothing to damage")
+	}
+	// Write in place, as rot would: the store keeps its path, not a handle.
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	seq := int64(7)
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"SetCheckpoint", func() error {
+			return s.SetCheckpoint(ctx, azeventhubs.Checkpoint{FullyQualifiedNamespace: g[0], EventHubName: g[1], ConsumerGroup: g[2], PartitionID: "5", SequenceNumber: &seq}, nil)
+		}},
+		{"ClaimOwnership", func() error {
+			_, err := s.ClaimOwnership(ctx, []azeventhubs.Ownership{{FullyQualifiedNamespace: g[0], EventHubName: g[1], ConsumerGroup: g[2], PartitionID: "new", OwnerID: "o"}}, nil)
+			return err
+		}},
+		{"ListOwnership", func() error {
+			// The refused writes must not show; the rest is unchanged.
+			owns, err := s.ListOwnership(ctx, g[0], g[1], g[2], nil)
+			if err == nil {
+				got, d := relOwnershipsAsRecords(owns, g)
+				if d == "" {
+					d = relRecordsDiff(got, relGroupRecords(relDamageExpect().final, g, RecordOwnership))
+				}
+				if d != "" {
+					t.Errorf("ListOwnership after the damage: %s", d)
+				}
+			}
+			return err
+		}},
+		{"SetCheckpoint again", func() error {
+			return s.SetCheckpoint(ctx, azeventhubs.Checkpoint{FullyQualifiedNamespace: g[0], EventHubName: g[1], ConsumerGroup: g[2], PartitionID: "6", SequenceNumber: &seq}, nil)
+		}},
+		{"Check", func() error { return s.Check(ctx) }},
+		{"Close", s.Close},
+	}
+	failed := 0
+	for _, c := range calls {
+		done := make(chan error, 1)
+		go func() { done <- c.call() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				failed++
+				if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
+					t.Errorf("%s on a file damaged while open: %v; want ErrCorrupt naming the file", c.name, err)
+				}
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s on a file damaged while open did not return within 20s:\n%s", c.name, relGoroutineDump())
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no call noticed the damage")
+	}
+	if s2, err := Open(path, nil); !errors.Is(err, ErrCorrupt) {
+		if s2 != nil {
+			s2.Close()
+		}
+		t.Fatalf("Open after the damage: %v; want ErrCorrupt", err)
+	}
+}
+
+// relFreeIDs returns the sorted ids of a bbolt file's freelist.
+func relFreeIDs(data []byte) []uint64 {
+	fl := relFreelistPage(data)
+	if fl == 0 {
+		return nil
+	}
+	at := fl * relPageSize
+	var ids []uint64
+	for i := range int(binary.LittleEndian.Uint16(data[at+10:])) {
+		ids = append(ids, binary.LittleEndian.Uint64(data[at+16+8*i:]))
+	}
+	slices.Sort(ids)
+	return ids
 }
