@@ -300,7 +300,12 @@ func (s *Store) DeleteRecords(ctx context.Context, records []Record) (int, error
 		}
 		return nil, nil
 	})
-	return deleted, err
+	if err != nil {
+		// A call whose context ended may still be committing; do not
+		// read what it writes.
+		return 0, err
+	}
+	return deleted, nil
 }
 
 // DeleteScope removes a whole namespace, event hub or consumer group and
@@ -339,7 +344,12 @@ func (s *Store) DeleteScope(ctx context.Context, scope Scope) (int, error) {
 		w.forgetBuckets()
 		return nil, parent.DeleteBucket(last)
 	})
-	return deleted, err
+	if err != nil {
+		// A call whose context ended may still be committing; do not
+		// read what it writes.
+		return 0, err
+	}
+	return deleted, nil
 }
 
 // countTree counts the records (non-bucket keys) below b.
@@ -364,8 +374,10 @@ func (s *Store) Check(ctx context.Context) error {
 	var problems []error
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		// bbolt's Check would crash on pages verifyPages rejects.
-		if err := verifyPages(s.path, tx); err != nil {
-			problems = append(problems, checkProblem(s.path, err))
+		if damage, err := verifyPages(s.path, tx); err != nil {
+			return fileError(s.path, err)
+		} else if damage != nil {
+			problems = append(problems, checkProblem(s.path, damage))
 			return nil
 		}
 		for err := range tx.Check() {
@@ -373,30 +385,53 @@ func (s *Store) Check(ctx context.Context) error {
 				problems = append(problems, checkProblem(s.path, err))
 			}
 		}
-		return s.walkGroups(tx, Scope{}, func(g groupKey, groupBucket *bolt.Bucket) error {
-			for _, kind := range []recordKind{kindOwnership, kindCheckpoint} {
-				b, err := s.kindBucket(groupBucket, kind)
-				if err != nil && len(problems) < maxCheckProblems {
-					problems = append(problems, err)
-				}
-				if b == nil {
-					continue
-				}
-				prefix := g.checksumPrefix(kind)
-				_ = b.ForEach(func(k, v []byte) error {
-					if _, err := decodeRecord(g, kind, prefix, k, v); err != nil && len(problems) < maxCheckProblems {
-						problems = append(problems, checkProblem(s.path, err))
-					}
-					return nil
-				})
-			}
-			return nil
-		})
+		var err error
+		problems, err = s.recordProblems(tx, problems, maxCheckProblems)
+		return err
 	})
 	if err != nil {
 		problems = append(problems, err)
 	}
 	return errors.Join(problems...)
+}
+
+// recordProblems decodes every record and appends what is damaged to
+// problems, up to max in all. Because a record's checksum covers its
+// coordinates, this also finds a damaged bucket name: the records below it
+// no longer match their path. A key in a group other than the two record
+// buckets is a damaged kind bucket name, whose records lists would miss.
+func (s *Store) recordProblems(tx *bolt.Tx, problems []error, max int) ([]error, error) {
+	add := func(err error) {
+		if len(problems) < max {
+			problems = append(problems, checkProblem(s.path, err))
+		}
+	}
+	err := s.walkGroups(tx, Scope{}, func(g groupKey, groupBucket *bolt.Bucket) error {
+		_ = groupBucket.ForEach(func(name, _ []byte) error {
+			if !bytes.Equal(name, bucketOwnership) && !bytes.Equal(name, bucketCheckpoint) {
+				add(fmt.Errorf("%s: unexpected key %q in the group", coordinates(string(g.namespace), string(g.hub), string(g.group), ""), name))
+			}
+			return nil
+		})
+		for _, kind := range []recordKind{kindOwnership, kindCheckpoint} {
+			b, err := s.kindBucket(groupBucket, kind)
+			if err != nil {
+				add(err)
+			}
+			if b == nil {
+				continue
+			}
+			prefix := g.checksumPrefix(kind)
+			_ = b.ForEach(func(k, v []byte) error {
+				if _, err := decodeRecord(g, kind, prefix, k, v); err != nil {
+					add(err)
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	return problems, err
 }
 
 // checkProblem is one problem in Check's report: an ErrCorrupt naming the

@@ -97,24 +97,52 @@ func checkHeader(path string, f *os.File, size int64) error {
 
 // newestMeta returns the meta page bbolt uses: of the two whose checksum
 // holds, the one with the higher transaction id; nil if neither holds.
-// sawMagic reports whether either page looked like a bbolt meta page.
+// sawMagic reports whether either page looked like a bbolt meta page. The
+// second meta page lies one page in, at the file's page size, which need
+// not be this machine's: it is read from the first meta page, or probed
+// when that one is damaged.
 func newestMeta(f *os.File) (newest []byte, sawMagic bool) {
-	for _, at := range []int64{0, int64(os.Getpagesize())} {
+	read := func(at int64) []byte {
 		meta := make([]byte, metaEnd)
 		if _, err := f.ReadAt(meta, at); err != nil || binary.NativeEndian.Uint32(meta[metaOffset:]) != boltMagic {
-			continue
+			return nil
 		}
 		sawMagic = true
 		sum := fnv.New64a()
 		sum.Write(meta[metaOffset:metaChecksumAt])
-		if sum.Sum64() != binary.NativeEndian.Uint64(meta[metaChecksumAt:]) {
-			continue // bbolt falls back to the other meta page, or refuses
+		if sum.Sum64() != binary.NativeEndian.Uint64(meta[metaChecksumAt:]) || !saneMeta(meta) {
+			return nil // bbolt falls back to the other meta page, or refuses
+		}
+		return meta
+	}
+	newest = read(0)
+	candidates := []int64{int64(os.Getpagesize()), 4096, 8192, 16384, 32768, 65536}
+	if newest != nil {
+		candidates = []int64{int64(binary.NativeEndian.Uint32(newest[metaPageSizeAt:]))}
+	}
+	for _, at := range candidates {
+		meta := read(at)
+		if meta == nil || int64(binary.NativeEndian.Uint32(meta[metaPageSizeAt:])) != at {
+			continue
 		}
 		if newest == nil || binary.NativeEndian.Uint64(meta[metaTxIDAt:]) > binary.NativeEndian.Uint64(newest[metaTxIDAt:]) {
 			newest = meta
 		}
+		break
 	}
 	return newest, sawMagic
+}
+
+// maxPages bounds a meta page's high-water mark (2^40 pages, far beyond any
+// store), so that sizes computed from it cannot overflow.
+const maxPages = 1 << 40
+
+// saneMeta checks the fields later arithmetic trusts: a power-of-two page
+// size bbolt could have written, and a bounded high-water mark.
+func saneMeta(meta []byte) bool {
+	pageSize := binary.NativeEndian.Uint32(meta[metaPageSizeAt:])
+	highWater := binary.NativeEndian.Uint64(meta[metaHighWaterAt:])
+	return pageSize >= 512 && pageSize <= 1<<16 && pageSize&(pageSize-1) == 0 && highWater <= maxPages
 }
 
 // classifyOpenError maps bbolt's refusal to open a file to our sentinels.
@@ -300,6 +328,12 @@ func (c *committer) write(ctx context.Context, apply applyFunc) error {
 	case err := <-op.done:
 		return err
 	case <-ctx.Done():
+		select {
+		case err := <-op.done:
+			// Finished as the context ended: the outcome is known.
+			return err
+		default:
+		}
 		if op.state.CompareAndSwap(opPending, opAbandoned) {
 			return fmt.Errorf("%s: %w (nothing was written)", path, ctx.Err())
 		}
@@ -422,6 +456,13 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) {
 		if err != nil {
 			return err
 		}
+		// Roll back on a panic too: the transaction holds bbolt's writer
+		// lock, and closing the DB would wait for it forever.
+		defer func() {
+			if tx.DB() != nil {
+				_ = tx.Rollback()
+			}
+		}()
 		w := &c.wtx
 		w.Tx = tx
 		w.forgetBuckets()
@@ -429,7 +470,6 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) {
 		for i, op := range taken {
 			opErr, fatal := op.apply(w)
 			if fatal != nil {
-				_ = tx.Rollback()
 				return fatal
 			}
 			results[i] = opErr
@@ -441,7 +481,9 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) {
 		// reopen it for the next batch.
 		s.lease.discard()
 		if !errors.Is(err, ErrCorrupt) {
-			err = fmt.Errorf("%s: commit failed, nothing in it was stored: %w", s.path, err)
+			// Usually nothing was stored; only if the disk failed after
+			// bbolt wrote its meta page can the commit survive a reopen.
+			err = fmt.Errorf("%s: commit failed; its writes are not acknowledged: %w", s.path, err)
 		}
 		for _, op := range taken {
 			op.done <- err

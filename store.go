@@ -81,8 +81,8 @@ type Store struct {
 // exist. It fails with ErrUnsupportedFormat for a file that is not a
 // boltstore file or comes from a newer version, with ErrCorrupt for a
 // damaged one, and with ErrLockTimeout if another process keeps the file
-// locked. Open verifies the file's page structure, which takes time in
-// proportion to its size.
+// locked. Open verifies the file's page structure and every record's
+// checksum, which takes time in proportion to its size.
 func Open(path string, opts *Options) (*Store, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -93,8 +93,10 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	s := &Store{path: path, opts: o, lease: newLease(path, &o)}
 	err = s.view(context.Background(), func(tx *bolt.Tx) error {
-		if err := verifyPages(path, tx); err != nil {
-			return corruptError(path, err.Error())
+		if damage, err := verifyPages(path, tx); err != nil {
+			return fileError(path, err)
+		} else if damage != nil {
+			return corruptError(path, damage.Error())
 		}
 		var problem error
 		for err := range tx.Check() {
@@ -103,7 +105,19 @@ func Open(path string, opts *Options) (*Store, error) {
 				problem = corruptError(path, err.Error())
 			}
 		}
-		return problem
+		if problem != nil {
+			return problem
+		}
+		// Every record's checksum, which also catches a damaged bucket
+		// name: lists of the real group would find nothing and say so.
+		problems, err := s.recordProblems(tx, nil, 1)
+		if err != nil {
+			return err
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("%w (run `ehcheckpoints check %s`; restore from a backup if it reports damage)", problems[0], path)
+		}
+		return nil
 	})
 	if err != nil {
 		s.lease.close()

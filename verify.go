@@ -43,20 +43,21 @@ type pageVerifier struct {
 	seen      map[uint64]bool
 }
 
-// verifyPages checks the page structure of the file tx reads. Its error
-// describes the damage; callers add the file.
-func verifyPages(path string, tx *bolt.Tx) error {
+// verifyPages checks the page structure of the file tx reads. damage
+// describes what is wrong with the file (callers add its path); err is a
+// failure to read it at all, which says nothing about the file.
+func verifyPages(path string, tx *bolt.Tx) (damage, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	pageSize := tx.DB().Info().PageSize
 	v := &pageVerifier{file: f, pageSize: pageSize, highWater: uint64(tx.Size()) / uint64(pageSize), seen: map[uint64]bool{0: true, 1: true}}
-	if err := v.walk(uint64(tx.Cursor().Bucket().Root()), 0); err != nil {
-		return err
+	if damage := v.walk(uint64(tx.Cursor().Bucket().Root()), 0); damage != nil {
+		return damage, nil
 	}
-	return v.checkFreelist()
+	return v.checkFreelist(), nil
 }
 
 // checkFreelist checks that no page is both free and in use, by the tree
