@@ -236,7 +236,7 @@ func relShowCheckpoints(cps []azeventhubs.Checkpoint) string {
 func TestReliabilityLockHandover(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "handover.db")
-	s := openTestStore(t, path, &Options{LockTimeout: 2 * time.Second})
+	s := openTestStore(t, path, nil) // default options, LockTimeout 10s
 	if err := s.SetCheckpoint(ctx, relLockCheckpoint("0", 1), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -311,6 +311,11 @@ func TestReliabilityLockHandover(t *testing.T) {
 	slices.Sort(latencies)
 	if len(latencies) < 20 || childWrites < 20 {
 		t.Fatalf("no progress: %d calls here, %d writes in the busy process", len(latencies), childWrites)
+	}
+	// Well below LockTimeout: a holder that kept the file until it went
+	// idle would make calls here wait seconds.
+	if worst := latencies[len(latencies)-1]; worst > 3*time.Second {
+		t.Errorf("a call waited %v for the busy process to hand the file over", worst)
 	}
 	t.Logf("%d calls here while the other process made %d writes; latency p50 %v, p99 %v, max %v; %d errors",
 		len(latencies), childWrites, latencies[len(latencies)/2], latencies[len(latencies)*99/100], latencies[len(latencies)-1], len(errs))
