@@ -61,6 +61,9 @@
 //
 // Every record carries a CRC-32C over its coordinates and contents. Open
 // verifies the page structure, the freelist and every record; bbolt panics
-// and faults on damaged pages are contained. A damaged file gives
-// ErrCorrupt naming the file, never wrong data.
+// and faults on damaged pages are contained. A file damaged when it is
+// opened gives ErrCorrupt naming the file, never wrong data. The store's
+// internal reopens after a handover do not repeat these checks, so damage
+// written while stores have the file open is caught only as far as record
+// checksums reach.
 package boltstore
