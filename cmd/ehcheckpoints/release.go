@@ -42,19 +42,11 @@ release refuses partitions whose owner renewed them within --expiry unless
 				}
 				sel.all = true
 			}
-			s, err := openStore(args[0], false)
+			s, targets, err := sel.open(cmd.Context(), args[0], false)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			records, err := s.Records(cmd.Context(), sel.scope)
-			if err != nil {
-				return err
-			}
-			targets, err := sel.resolve(groupRecords(records), false)
-			if err != nil {
-				return err
-			}
 			var changed []target
 			var claims []azeventhubs.Ownership
 			for _, t := range targets {

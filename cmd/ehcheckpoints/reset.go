@@ -28,19 +28,11 @@ and checkpoints again. All deletions happen in one transaction.`,
   ehcheckpoints reset checkpoints.db --hub orders --group billing --all`,
 		Args: exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(args[0], false)
+			s, targets, err := sel.open(cmd.Context(), args[0], false)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			records, err := s.Records(cmd.Context(), sel.scope)
-			if err != nil {
-				return err
-			}
-			targets, err := sel.resolve(groupRecords(records), false)
-			if err != nil {
-				return err
-			}
 			var changed []target
 			var deletes []boltstore.Record
 			for _, t := range targets {

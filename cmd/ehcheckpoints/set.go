@@ -46,19 +46,11 @@ changes are written in one transaction.`,
 			if cp.SequenceNumber == nil && cp.Offset == nil {
 				return usagef("give --sequence, --offset or both")
 			}
-			s, err := openStore(args[0], false)
+			s, targets, err := sel.open(cmd.Context(), args[0], true)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			records, err := s.Records(cmd.Context(), sel.scope)
-			if err != nil {
-				return err
-			}
-			targets, err := sel.resolve(groupRecords(records), true)
-			if err != nil {
-				return err
-			}
 			if len(targets) == 0 {
 				return fmt.Errorf("the consumer group has no partitions yet; name them with --partition")
 			}

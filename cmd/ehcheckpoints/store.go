@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -247,6 +248,24 @@ func (o *selectOptions) addFlags(cmd *cobra.Command) {
 // complete reports whether the scope names one consumer group outright.
 func (o *selectOptions) complete() bool {
 	return o.scope.Namespace != "" && o.scope.EventHub != "" && o.scope.ConsumerGroup != ""
+}
+
+// open opens the store file of an editing verb and resolves its targets
+// from the records in scope. The caller closes the store.
+func (o *selectOptions) open(ctx context.Context, path string, oneGroup bool) (*boltstore.Store, []target, error) {
+	s, err := openStore(path, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	records, err := s.Records(ctx, o.scope)
+	if err == nil {
+		var targets []target
+		if targets, err = o.resolve(groupRecords(records), oneGroup); err == nil {
+			return s, targets, nil
+		}
+	}
+	s.Close()
+	return nil, nil, err
 }
 
 // resolve picks the targets out of groups, the consumer groups in scope.
