@@ -127,9 +127,9 @@ func (s *Store) eachBucket(parent *bolt.Bucket, scope Scope, level int, fn func(
 // kindBucket returns a group's bucket of one kind of record, or nil when
 // the group has none, with the same check as eachBucket.
 func (s *Store) kindBucket(groupBucket *bolt.Bucket, kind recordKind) (*bolt.Bucket, error) {
-	b := groupBucket.Bucket(kind.bucket())
-	if b == nil && groupBucket.Get(kind.bucket()) != nil {
-		return nil, corruptError(s.path, fmt.Sprintf("bucket %q is stored as a plain value", kind.bucket()))
+	b, err := childBucket(groupBucket, kind.bucket())
+	if err != nil {
+		return nil, corruptError(s.path, err.Error())
 	}
 	return b, nil
 }

@@ -202,13 +202,23 @@ func recordBucket(tx *bolt.Tx, g groupKey, kind recordKind) (*bolt.Bucket, error
 		if b == nil {
 			return nil, nil
 		}
-		child := b.Bucket(name)
-		if child == nil && b.Get(name) != nil {
-			return nil, fmt.Errorf("bucket %q is stored as a plain value", name)
+		var err error
+		if b, err = childBucket(b, name); err != nil {
+			return nil, err
 		}
-		b = child
 	}
 	return b, nil
+}
+
+// childBucket returns parent's child bucket name, or nil if there is none.
+// A plain value where a bucket belongs is a damaged bucket flag, which
+// would otherwise hide the records below it.
+func childBucket(parent *bolt.Bucket, name []byte) (*bolt.Bucket, error) {
+	child := parent.Bucket(name)
+	if child == nil && parent.Get(name) != nil {
+		return nil, fmt.Errorf("bucket %q is stored as a plain value", name)
+	}
+	return child, nil
 }
 
 // createRecordBucket is recordBucket for writers: it creates what is missing.
