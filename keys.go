@@ -186,16 +186,20 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // through damage fails its checksum.
 func (g groupKey) checksumPrefix(kind recordKind) uint32 {
 	crc := crc32.Update(0, castagnoli, g.namespace)
-	crc = crc32.Update(crc, castagnoli, []byte{0})
+	crc = crc32.Update(crc, castagnoli, separator)
 	crc = crc32.Update(crc, castagnoli, g.hub)
-	crc = crc32.Update(crc, castagnoli, []byte{0})
+	crc = crc32.Update(crc, castagnoli, separator)
 	crc = crc32.Update(crc, castagnoli, g.group)
-	return crc32.Update(crc, castagnoli, []byte{0, byte(kind)})
+	crc = crc32.Update(crc, castagnoli, separator)
+	return crc32.Update(crc, castagnoli, kind.bucket())
 }
 
+// separator ends each name in a checksum; a package variable, because a
+// slice literal passed to crc32 escapes and costs an allocation per call.
+var separator = []byte{0}
+
 // recordBucket returns the bucket of one kind of record of a group, or nil
-// when the group has none. A plain value where a bucket belongs is a
-// damaged bucket flag, which would otherwise hide the records below it.
+// when the group has none (see childBucket for damage).
 func recordBucket(tx *bolt.Tx, g groupKey, kind recordKind) (*bolt.Bucket, error) {
 	b := tx.Bucket(bucketData)
 	for _, name := range [][]byte{g.namespace, g.hub, g.group, kind.bucket()} {
