@@ -62,8 +62,10 @@
 // Every record carries a CRC-32C over its coordinates and contents. Open
 // verifies the page structure, the freelist and every record; bbolt panics
 // and faults on damaged pages are contained. A file damaged when it is
-// opened gives ErrCorrupt naming the file, never wrong data. The store's
-// internal reopens after a handover do not repeat these checks, so damage
-// written while stores have the file open is caught only as far as record
-// checksums reach.
+// opened gives ErrCorrupt naming the file, never wrong data. When the store
+// reopens a file it had let go of, it repeats these checks if something
+// other than a commit changed the file meanwhile (size or modification time
+// moved, transaction id did not). Damage written while the store holds the
+// file, or alongside another process's commits, is caught only as far as
+// record checksums reach.
 package boltstore

@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -49,6 +50,45 @@ type lease struct {
 	// changed is closed and replaced on every state change, to wake
 	// goroutines waiting in acquire.
 	changed chan struct{}
+
+	// verify checks a whole file (Store.verify). left is what the file
+	// looked like when the lease last let go of it, if it could tell.
+	verify    func(*bolt.Tx) error
+	left      fileState
+	leftKnown bool
+}
+
+// fileState is what the lease notes of the file when it lets go, to tell
+// on reopening whether something other than a commit changed it meanwhile.
+type fileState struct {
+	size  int64
+	mtime time.Time
+	txid  uint64 // of the newest valid meta page
+}
+
+func observeFile(f *os.File) (fileState, bool) {
+	info, err := f.Stat()
+	if err != nil {
+		return fileState{}, false
+	}
+	meta, _ := newestMeta(f)
+	if meta == nil {
+		return fileState{}, false
+	}
+	return fileState{size: info.Size(), mtime: info.ModTime(), txid: binary.NativeEndian.Uint64(meta[metaTxIDAt:])}, true
+}
+
+// changedOutsideCommits reports whether the file went from was to now in a
+// way no commit explains: its size or modification time changed while its
+// transaction id did not advance. A commit by another process advances the
+// id; a disk or a program writing into the file does not. Open verified the
+// file, and every commit since came from bbolt, so only such a change needs
+// the file verified again.
+func (was fileState) changedOutsideCommits(now fileState) bool {
+	if now.txid > was.txid {
+		return false
+	}
+	return now != was
 }
 
 func newLease(path string, opts *Options) *lease {
@@ -84,8 +124,13 @@ func (l *lease) acquire(ctx context.Context, deadline time.Time) (*bolt.DB, erro
 		case l.db == nil && !l.acquiring:
 			l.acquiring = true
 			notBefore := l.handedOver.Add(handoverCourtesy)
+			var left *fileState
+			if l.leftKnown {
+				state := l.left
+				left = &state
+			}
 			l.mu.Unlock()
-			return l.open(ctx, deadline, notBefore)
+			return l.open(ctx, deadline, notBefore, left)
 		}
 		changed := l.changed
 		l.mu.Unlock()
@@ -102,9 +147,10 @@ func (l *lease) acquire(ctx context.Context, deadline time.Time) (*bolt.DB, erro
 	}
 }
 
-// open takes the flock and opens the DB for acquire.
-func (l *lease) open(ctx context.Context, deadline, notBefore time.Time) (*bolt.DB, error) {
-	db, file, err := l.lockAndOpen(ctx, deadline, notBefore)
+// open takes the flock and opens the DB for acquire. left is the file as
+// the lease last let go of it, nil if unknown.
+func (l *lease) open(ctx context.Context, deadline, notBefore time.Time, left *fileState) (*bolt.DB, error) {
+	db, file, err := l.lockAndOpen(ctx, deadline, notBefore, left)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.acquiring = false
@@ -128,8 +174,9 @@ func lockTimeoutError(path string) error {
 }
 
 // lockAndOpen waits for the flock, announcing itself as a waiter while it
-// polls, and then opens bbolt on the locked descriptor.
-func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time) (*bolt.DB, *os.File, error) {
+// polls, and then opens bbolt on the locked descriptor, verifying the whole
+// file first if it changed outside commits since left.
+func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, left *fileState) (*bolt.DB, *os.File, error) {
 	f, err := os.OpenFile(l.path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, nil, err
@@ -173,9 +220,16 @@ func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time) 
 		}
 		interval = min(2*interval, maxPollInterval)
 	}
+	now, known := observeFile(f)
 	db, err := openBolt(l.path, f, l.noSync)
 	if err != nil {
 		return nil, nil, err
+	}
+	if left != nil && known && left.changedOutsideCommits(now) {
+		if err := contain(l.path, func() error { return db.View(l.verify) }); err != nil {
+			_ = db.Close()
+			return nil, nil, err
+		}
 	}
 	return db, f, nil
 }
@@ -267,6 +321,7 @@ func (l *lease) closeDBLocked() {
 	if l.db == nil {
 		return
 	}
+	l.left, l.leftKnown = observeFile(l.file)
 	// A close error leaves nothing to recover: every commit was already
 	// synced, and the descriptor is gone either way.
 	_ = l.db.Close()

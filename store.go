@@ -92,39 +92,46 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, fileError(path, err)
 	}
 	s := &Store{path: path, opts: o, lease: newLease(path, &o)}
-	err = s.view(context.Background(), func(tx *bolt.Tx) error {
-		if damage, err := verifyPages(path, tx); err != nil {
-			return fileError(path, err)
-		} else if damage != nil {
-			return corruptError(path, damage.Error())
-		}
-		var problem error
-		for err := range tx.Check() {
-			// Drain the channel, or Check's goroutine blocks forever.
-			if problem == nil {
-				problem = corruptError(path, err.Error())
-			}
-		}
-		if problem != nil {
-			return problem
-		}
-		// Every record's checksum, which also catches a damaged bucket
-		// name: lists of the real group would find nothing and say so.
-		problems, err := s.recordProblems(tx, nil, 1)
-		if err != nil {
-			return err
-		}
-		if len(problems) > 0 {
-			return fmt.Errorf("%w (run `ehcheckpoints check %s`; restore from a backup if it reports damage)", problems[0], path)
-		}
-		return nil
-	})
+	s.lease.verify = s.verify
+	err = s.view(context.Background(), s.verify)
 	if err != nil {
 		s.lease.close()
 		return nil, err
 	}
 	s.committer = newCommitter(s)
 	return s, nil
+}
+
+// verify checks the whole file: its page structure, bbolt's own
+// consistency check, and every record's checksum. Open runs it, and so does
+// the lease when it reopens a file that something other than a commit
+// changed while the store did not hold it.
+func (s *Store) verify(tx *bolt.Tx) error {
+	if damage, err := verifyPages(s.path, tx); err != nil {
+		return fileError(s.path, err)
+	} else if damage != nil {
+		return corruptError(s.path, damage.Error())
+	}
+	var problem error
+	for err := range tx.Check() {
+		// Drain the channel, or Check's goroutine blocks forever.
+		if problem == nil {
+			problem = corruptError(s.path, err.Error())
+		}
+	}
+	if problem != nil {
+		return problem
+	}
+	// Every record's checksum, which also catches a damaged bucket name:
+	// lists of the real group would find nothing and say so.
+	problems, err := s.recordProblems(tx, nil, 1)
+	if err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w (run `ehcheckpoints check %s`; restore from a backup if it reports damage)", problems[0], s.path)
+	}
+	return nil
 }
 
 // createIfMissing creates an initialised store file at path unless one
