@@ -354,6 +354,11 @@ func (c *committer) lead(ctx context.Context) {
 		go c.drain()
 		return
 	}
+	c.stopLeadingLocked()
+}
+
+// stopLeadingLocked ends leadership; the queue is empty.
+func (c *committer) stopLeadingLocked() {
 	c.leading = false
 	c.idle.Broadcast()
 }
@@ -378,8 +383,7 @@ func (c *committer) drain() {
 		batch := c.queue
 		c.queue = nil
 		if len(batch) == 0 {
-			c.leading = false
-			c.idle.Broadcast()
+			c.stopLeadingLocked()
 			c.mu.Unlock()
 			return
 		}
