@@ -32,7 +32,6 @@ import (
 	"github.com/ehcheckpoints/boltstore"
 	"github.com/ehcheckpoints/boltstore/internal/azurite"
 	"github.com/ehcheckpoints/boltstore/internal/filelock"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Config sets what Run measures and how long it takes. The zero value of
@@ -291,6 +290,7 @@ func share(n, rounds, r int) int {
 const (
 	idFloor       = "floor"
 	idPlainBolt   = "plain-bbolt"
+	idNestedBolt  = "nested-bbolt"
 	idSet         = "set"
 	idSetParallel = "set-parallel"
 	idClaim       = "claim"
@@ -339,15 +339,22 @@ func localCases(ctx context.Context, cfg Config, dir string) (cases []*benchCase
 	}
 	closers = append(closers, floor.Close)
 
-	// Plain bbolt, for telling the store's own cost from bbolt's.
-	db, err := bolt.Open(filepath.Join(dir, "plain-bbolt.db"), 0o600, nil)
+	// Plain bbolt, for telling the store's own cost from bbolt's: the
+	// cheapest commit, and one into buckets nested like the store's.
+	plain, err := OpenPlainBolt(filepath.Join(dir, "plain-bbolt.db"))
 	if err != nil {
 		return nil, cleanup, err
 	}
-	closers = append(closers, db.Close)
-	plain := newPlainBolt(db)
-	if err := plain.put(0); err != nil {
+	closers = append(closers, plain.Close)
+	nested, err := OpenNestedBolt(filepath.Join(dir, "nested-bbolt.db"))
+	if err != nil {
 		return nil, cleanup, err
+	}
+	closers = append(closers, nested.Close)
+	for _, p := range []*PlainBolt{plain, nested} {
+		if err := p.Put(0); err != nil {
+			return nil, cleanup, err
+		}
 	}
 
 	// The main store: one group of 32 partitions, used by SetCheckpoint,
@@ -401,8 +408,10 @@ func localCases(ctx context.Context, cfg Config, dir string) (cases []*benchCase
 	cases = []*benchCase{
 		{id: idFloor, subject: subjectDisk, name: "write 4 KiB + fdatasync (the floor)", samples: n,
 			op: func(context.Context, int, int) error { return floor.Write() }},
-		{id: idPlainBolt, subject: subjectPlain, name: "Update with one Put (reference)", samples: n,
-			op: func(_ context.Context, _, i int) error { return plain.put(i) }},
+		{id: idPlainBolt, subject: subjectPlain, name: "Update, one Put, top-level bucket (reference)", samples: n,
+			op: func(_ context.Context, _, i int) error { return plain.Put(i) }},
+		{id: idNestedBolt, subject: subjectPlain, name: "Update, one Put, buckets nested as the store's", samples: n,
+			op: func(_ context.Context, _, i int) error { return nested.Put(i) }},
 		{id: idSet, subject: subjectBolt, name: "SetCheckpoint, one caller", samples: n,
 			op: func(ctx context.Context, _, i int) error {
 				return s.SetCheckpoint(ctx, Checkpoint(0, int64(i)), nil)

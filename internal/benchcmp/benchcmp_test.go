@@ -32,7 +32,7 @@ func TestRunTiny(t *testing.T) {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
 	}
 
-	wantIDs := []string{idFloor, idPlainBolt, idSet, idSetParallel, idClaim, idListOwn, idListCp, idListOwnMany,
+	wantIDs := []string{idFloor, idPlainBolt, idNestedBolt, idSet, idSetParallel, idClaim, idListOwn, idListCp, idListOwnMany,
 		idListCpMany, idHandover, idReopen, idBlobPrefix + idBlobSet, idBlobPrefix + idBlobClaim,
 		idBlobPrefix + idBlobListOwn, idBlobPrefix + idBlobListCp}
 	if len(rep.Results) != len(wantIDs) {

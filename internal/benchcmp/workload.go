@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
@@ -143,34 +144,88 @@ func SeedOtherGroups(ctx context.Context, s *boltstore.Store, groups, partitions
 }
 
 // PlainBolt is the reference for the store's own cost: bbolt's Update with
-// one Put of a checkpoint-sized value into a top-level bucket, with bbolt's
-// default options, as a naive store would do it.
+// one Put of a checkpoint-sized value per commit, with bbolt's default
+// options, as a naive store would do it. Its bucket is either a top-level
+// one holding that one value (bbolt keeps it inline: the cheapest commit
+// bbolt makes) or nested as deep as a store's records, among as many
+// values as a store's group holds: the cost of the store's layout alone.
 type PlainBolt struct {
-	db    *bolt.DB
-	value []byte
+	db     *bolt.DB
+	bucket [][]byte // the path to the bucket written to
+	value  []byte
 }
 
-var plainBucket = []byte("checkpoints")
+var (
+	plainBucket = [][]byte{[]byte("checkpoints")}
+	// nestedBuckets is as deep as a store's checkpoint records: data,
+	// namespace, event hub, consumer group, kind (keys.go).
+	nestedBuckets = [][]byte{[]byte("data"), []byte(strings.ToLower(Namespace)), []byte(strings.ToLower(EventHub)), []byte(strings.ToLower(ConsumerGroup)), []byte("c")}
+	// nestedSibling holds a group's ownership records beside nestedBuckets.
+	nestedSibling = [][]byte{[]byte("data"), []byte(strings.ToLower(Namespace)), []byte(strings.ToLower(EventHub)), []byte(strings.ToLower(ConsumerGroup)), []byte("o")}
+)
 
-func newPlainBolt(db *bolt.DB) *PlainBolt {
-	return &PlainBolt{db: db, value: make([]byte, 40)}
+// checkpointValueSize is about the size of an encoded checkpoint record.
+const checkpointValueSize = 40
+
+func newPlainBolt(db *bolt.DB, bucket [][]byte) *PlainBolt {
+	return &PlainBolt{db: db, bucket: bucket, value: make([]byte, checkpointValueSize)}
 }
 
-// OpenPlainBolt opens (creating) a plain bbolt file at path.
+// OpenPlainBolt opens (creating) a plain bbolt file at path, written to
+// with one value in a top-level bucket.
 func OpenPlainBolt(path string) (*PlainBolt, error) {
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		return nil, err
 	}
-	return newPlainBolt(db), nil
+	return newPlainBolt(db, plainBucket), nil
+}
+
+// OpenNestedBolt opens (creating) a plain bbolt file at path whose buckets
+// are nested like a store's, holding Partitions values in each of two
+// sibling buckets as a store's group holds ownerships and checkpoints.
+func OpenNestedBolt(path string) (*PlainBolt, error) {
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		return nil, err
+	}
+	p := newPlainBolt(db, nestedBuckets)
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, path := range [][][]byte{nestedSibling, nestedBuckets} {
+			b, err := createBuckets(tx, path)
+			if err != nil {
+				return err
+			}
+			for i := range Partitions {
+				if err := b.Put([]byte(strconv.Itoa(i)), p.value); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func createBuckets(tx *bolt.Tx, path [][]byte) (*bolt.Bucket, error) {
+	b, err := tx.CreateBucketIfNotExists(path[0])
+	for _, name := range path[1:] {
+		if err != nil {
+			return nil, err
+		}
+		b, err = b.CreateBucketIfNotExists(name)
+	}
+	return b, err
 }
 
 // Put commits one Put of partition 0's value in its own transaction.
-func (p *PlainBolt) Put(i int) error { return p.put(i) }
-
-func (p *PlainBolt) put(i int) error {
+func (p *PlainBolt) Put(i int) error {
 	return p.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(plainBucket)
+		b, err := createBuckets(tx, p.bucket)
 		if err != nil {
 			return err
 		}
