@@ -3,6 +3,7 @@ package benchcmp
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +48,7 @@ func TestRunTiny(t *testing.T) {
 		}
 	}
 	// Each case gets at least one call per round.
-	if got := rep.Results[3]; got.Workers != Partitions || got.Calls != Partitions*2 || len(got.RoundOpsPerSec) != 2 {
+	if got := rep.Results[slices.Index(wantIDs, idSetParallel)]; got.Workers != Partitions || got.Calls != Partitions*2 || len(got.RoundOpsPerSec) != 2 {
 		t.Errorf("parallel case: %d calls by %d workers in %d rounds, want %d by %d in 2", got.Calls, got.Workers, len(got.RoundOpsPerSec), 2*Partitions, Partitions)
 	}
 	if len(rep.Targets) != 11 {
