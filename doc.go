@@ -32,10 +32,10 @@
 //   - A process that wants the file while another holds it polls the flock
 //     and, meanwhile, holds a shared open-file-description lock on one byte
 //     far past the end of the file. The holder looks for that lock after
-//     each commit and every millisecond; when it sees one it stops admitting
-//     calls, finishes those in flight, closes the file and stays away for a
-//     millisecond so the waiter gets in. When two processes take turns on
-//     every call, each handover costs two to three milliseconds.
+//     each commit and every quarter millisecond; when it sees one it stops
+//     admitting calls, finishes those in flight, closes the file and stays
+//     away for 0.3 ms so the waiter gets in. When two processes take turns
+//     on every call, each handover costs about a millisecond.
 //   - A holder that is idle for Options.IdleRelease closes the file unasked.
 //     On systems without open-file-description locks (anything but Linux),
 //     this is the only way the file changes hands, so a continuously busy

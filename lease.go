@@ -18,10 +18,10 @@ import (
 // grabbing the file straight back before the waiter, which polls at most
 // maxPollInterval apart, can take it.
 const (
-	janitorInterval  = time.Millisecond
+	janitorInterval  = 250 * time.Microsecond
 	minPollInterval  = 50 * time.Microsecond
-	maxPollInterval  = 250 * time.Microsecond
-	handoverCourtesy = time.Millisecond
+	maxPollInterval  = 100 * time.Microsecond
+	handoverCourtesy = 300 * time.Microsecond
 )
 
 // lease is a Store's hold on the file. bbolt keeps an exclusive flock for
