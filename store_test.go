@@ -37,6 +37,85 @@ var storeModes = map[string]func(t *testing.T) azeventhubs.CheckpointStore{
 		path := filepath.Join(t.TempDir(), "cp.db")
 		return &alternatingStore{stores: []*Store{openTestStore(t, path, nil), openTestStore(t, path, nil)}}
 	},
+	// A store that other writers keep busy, so that every write of the
+	// suite shares its commit with theirs (busyWriters).
+	"busy": func(t *testing.T) azeventhubs.CheckpointStore {
+		s := openTestStore(t, filepath.Join(t.TempDir(), "cp.db"), nil)
+		startBusyWriters(t, s)
+		return s
+	},
+}
+
+// startBusyWriters keeps writers committing to another namespace of s until
+// the test ends, each checking that the batches it shares with the test's
+// writes (and with one another) leave its results its own:
+//
+//   - a checkpoint is stored as written;
+//   - a renewal with the etag of its own last claim always wins, and comes
+//     back with its own partition and owner;
+//   - an invalid checkpoint fails with ErrInvalidArgument, and a write whose
+//     context has ended fails without being stored, failing nobody else.
+func startBusyWriters(t *testing.T, s *Store) {
+	const writers = 8
+	const ns = "busy.servicebus.windows.net"
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			partition, owner := strconv.Itoa(w), fmt.Sprint("busy-", w)
+			mine := azeventhubs.Ownership{FullyQualifiedNamespace: ns, EventHubName: testHub, ConsumerGroup: testGroup, PartitionID: partition, OwnerID: owner}
+			cancelled, cancel := context.WithCancel(ctx)
+			cancel()
+			for seq := int64(0); ctx.Err() == nil; seq++ {
+				won, err := s.ClaimOwnership(ctx, []azeventhubs.Ownership{mine}, nil)
+				switch {
+				case ctx.Err() != nil:
+					return
+				case err != nil:
+					t.Errorf("busy writer %d: renewal: %v", w, err)
+					return
+				case len(won) != 1 || won[0].PartitionID != partition || won[0].OwnerID != owner || won[0].ETag == nil || equalPtr(won[0].ETag, mine.ETag):
+					t.Errorf("busy writer %d: renewal with its own etag returned %+v, want its partition won with a fresh etag", w, won)
+					return
+				}
+				mine = won[0]
+				cp := azeventhubs.Checkpoint{FullyQualifiedNamespace: ns, EventHubName: testHub, ConsumerGroup: testGroup, PartitionID: partition, SequenceNumber: &seq}
+				if err := s.SetCheckpoint(ctx, cp, nil); err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("busy writer %d: SetCheckpoint: %v", w, err)
+					}
+					return
+				}
+				bad := cp
+				bad.PartitionID = ""
+				if err := s.SetCheckpoint(ctx, bad, nil); !errors.Is(err, ErrInvalidArgument) {
+					t.Errorf("busy writer %d: checkpoint without a partition: %v, want ErrInvalidArgument", w, err)
+				}
+				never := cp
+				never.PartitionID = "never-" + partition
+				if err := s.SetCheckpoint(cancelled, never, nil); !errors.Is(err, context.Canceled) {
+					t.Errorf("busy writer %d: checkpoint with an ended context: %v, want context.Canceled", w, err)
+				}
+			}
+		})
+	}
+	t.Cleanup(func() {
+		stop()
+		wg.Wait()
+		// Each writer's last checkpoint is there; the cancelled ones are not.
+		cps, err := s.ListCheckpoints(context.Background(), ns, testHub, testGroup, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cps) > writers {
+			t.Errorf("busy writers: %d checkpoints stored, want at most %d (one per writer, none of the cancelled)", len(cps), writers)
+		}
+		for _, cp := range cps {
+			if strings.HasPrefix(cp.PartitionID, "never-") {
+				t.Errorf("busy writers: a checkpoint whose context had ended was stored: %+v", cp)
+			}
+		}
+	})
 }
 
 func openTestStore(t testing.TB, path string, opts *Options) *Store {
