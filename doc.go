@@ -67,5 +67,6 @@
 // other than a commit changed the file meanwhile (size or modification time
 // moved, transaction id did not). Damage written while the store holds the
 // file, or alongside another process's commits, is caught only as far as
-// record checksums reach.
+// record checksums reach. Salvage copies what is intact out of a damaged
+// file.
 package boltstore

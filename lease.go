@@ -181,44 +181,9 @@ func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, 
 	if err != nil {
 		return nil, nil, err
 	}
-	announced := false
-	defer func() {
-		if announced {
-			_ = filelock.WithdrawWaiter(f)
-		}
-	}()
-	if wait := time.Until(notBefore); wait > 0 {
-		// We just handed the file over; let the waiter take it first, and
-		// tell it now that we want the file back.
-		announced = filelock.AnnounceWaiter(f) == nil
-		if err := sleepCtx(ctx, wait); err != nil {
-			f.Close()
-			return nil, nil, fileError(l.path, err)
-		}
-	}
-	interval := minPollInterval
-	for {
-		err := filelock.TryLock(f)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, filelock.ErrWouldBlock) {
-			f.Close()
-			return nil, nil, err
-		}
-		if !announced {
-			announced = filelock.AnnounceWaiter(f) == nil
-		}
-		remaining := time.Until(deadline)
-		if remaining <= 0 {
-			f.Close()
-			return nil, nil, lockTimeoutError(l.path)
-		}
-		if err := sleepCtx(ctx, min(interval, remaining)); err != nil {
-			f.Close()
-			return nil, nil, fileError(l.path, err)
-		}
-		interval = min(2*interval, maxPollInterval)
+	if err := waitForFlock(ctx, f, deadline, notBefore); err != nil {
+		f.Close()
+		return nil, nil, err
 	}
 	now, known := observeFile(f)
 	db, err := openBolt(l.path, f, l.noSync)
@@ -232,6 +197,46 @@ func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, 
 		}
 	}
 	return db, f, nil
+}
+
+// waitForFlock takes the flock through f, announcing itself as a waiter
+// while it polls, not before notBefore and giving up at deadline.
+func waitForFlock(ctx context.Context, f *os.File, deadline, notBefore time.Time) error {
+	announced := false
+	defer func() {
+		if announced {
+			_ = filelock.WithdrawWaiter(f)
+		}
+	}()
+	if wait := time.Until(notBefore); wait > 0 {
+		// We just handed the file over; let the waiter take it first, and
+		// tell it now that we want the file back.
+		announced = filelock.AnnounceWaiter(f) == nil
+		if err := sleepCtx(ctx, wait); err != nil {
+			return fileError(f.Name(), err)
+		}
+	}
+	interval := minPollInterval
+	for {
+		err := filelock.TryLock(f)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, filelock.ErrWouldBlock) {
+			return err
+		}
+		if !announced {
+			announced = filelock.AnnounceWaiter(f) == nil
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			return lockTimeoutError(f.Name())
+		}
+		if err := sleepCtx(ctx, min(interval, remaining)); err != nil {
+			return fileError(f.Name(), err)
+		}
+		interval = min(2*interval, maxPollInterval)
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

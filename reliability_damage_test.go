@@ -883,6 +883,14 @@ func relDamageRun(path string, open func(string) (*Store, error), c relDamageCas
 		return ok
 	}
 	s, err := open(path)
+	// Salvage, on the same damaged file, returns only records it held.
+	salvaged, _, salvageErr := Salvage(ctx, path)
+	if d := relJudgeSalvage(salvaged, want); d != "" {
+		if s != nil {
+			s.Close()
+		}
+		return "wrong", d
+	}
 	if err != nil {
 		if !allowed("Open", err) {
 			return "bad-error", strings.Join(errs, "; ")
@@ -1001,12 +1009,30 @@ func relDamageRun(path string, open func(string) (*Store, error), c relDamageCas
 		return "check-missed", "Check found nothing, but other calls failed on damage"
 	case failed:
 		return "error", ""
+	case matchFinal && (salvageErr != nil || len(salvaged) != len(want.final)):
+		// Every call read the file whole, so Salvage must too.
+		return "wrong", fmt.Sprintf("Salvage found %d of %d records (%v) in a file every call read whole", len(salvaged), len(want.final), salvageErr)
 	case matchFinal:
 		return "correct", ""
 	case c.metaTouched:
 		return "previous", ""
 	}
 	return "wrong", "the content before the last commit came back, but no meta page was damaged"
+}
+
+// relJudgeSalvage checks records Salvage returned: each must be exactly a
+// record of the final content or of the content before the last commit.
+func relJudgeSalvage(got []Record, want relDamageWant) string {
+	held := map[string][]Record{}
+	for _, r := range append(slices.Clone(want.final), want.previous...) {
+		held[relRecordKey(r)] = append(held[relRecordKey(r)], r)
+	}
+	for _, r := range got {
+		if !slices.ContainsFunc(held[relRecordKey(r)], func(w Record) bool { return relRecordDiff(r, w) == "" }) {
+			return "Salvage returned " + relShowRecord(r) + ", which the file never held"
+		}
+	}
+	return ""
 }
 
 // relOpenDamaged opens a damaged file as the damage cases do.

@@ -36,11 +36,17 @@ const (
 	maxTreeDepth = 64
 )
 
-type pageVerifier struct {
+// pageReader reads the pages of a tree from the file itself, each at most
+// once.
+type pageReader struct {
 	file      *os.File
 	pageSize  int
 	highWater uint64 // pages at or above it are not in use
 	seen      map[uint64]bool
+}
+
+type pageVerifier struct {
+	pageReader
 }
 
 // verifyPages checks the page structure of the file tx reads. damage
@@ -53,7 +59,7 @@ func verifyPages(path string, tx *bolt.Tx) (damage, err error) {
 	}
 	defer f.Close()
 	pageSize := tx.DB().Info().PageSize
-	v := &pageVerifier{file: f, pageSize: pageSize, highWater: uint64(tx.Size()) / uint64(pageSize), seen: map[uint64]bool{0: true, 1: true}}
+	v := &pageVerifier{newPageReader(f, pageSize, uint64(tx.Size())/uint64(pageSize))}
 	if damage := v.walk(uint64(tx.Cursor().Bucket().Root()), 0); damage != nil {
 		return damage, nil
 	}
@@ -145,52 +151,100 @@ func readFreelist(f *os.File, meta []byte) (freelist, error) {
 	return fl, nil
 }
 
+func newPageReader(f *os.File, pageSize int, highWater uint64) pageReader {
+	return pageReader{file: f, pageSize: pageSize, highWater: highWater, seen: map[uint64]bool{0: true, 1: true}}
+}
+
 func (v *pageVerifier) walk(id uint64, depth int) error {
-	switch {
-	case depth > maxTreeDepth:
+	if depth > maxTreeDepth {
 		return fmt.Errorf("page %d: tree deeper than %d levels", id, maxTreeDepth)
-	case id < 2 || id >= v.highWater:
-		return fmt.Errorf("page %d: pointer outside the file's %d pages", id, v.highWater)
-	case v.seen[id]:
-		return fmt.Errorf("page %d: referenced twice", id)
 	}
-	v.seen[id] = true
+	page, err := v.read(id)
+	if err != nil {
+		return err
+	}
+	return v.checkPage(id, page, depth)
+}
+
+// read returns page id with its overflow pages, checking that the pointer
+// to it is in range and the first it meets, and that the page says it is
+// page id.
+func (r *pageReader) read(id uint64) ([]byte, error) {
+	switch {
+	case id < 2 || id >= r.highWater:
+		return nil, fmt.Errorf("page %d: pointer outside the file's %d pages", id, r.highWater)
+	case r.seen[id]:
+		return nil, fmt.Errorf("page %d: referenced twice", id)
+	}
+	r.seen[id] = true
 	header := make([]byte, pageHeaderSize)
-	if _, err := v.file.ReadAt(header, int64(id)*int64(v.pageSize)); err != nil {
-		return fmt.Errorf("page %d: %v", id, err)
+	if _, err := r.file.ReadAt(header, int64(id)*int64(r.pageSize)); err != nil {
+		return nil, fmt.Errorf("page %d: %v", id, err)
 	}
 	overflow := uint64(binary.NativeEndian.Uint32(header[12:]))
 	if gotID := binary.NativeEndian.Uint64(header); gotID != id {
-		return fmt.Errorf("page %d: header says page %d", id, gotID)
+		return nil, fmt.Errorf("page %d: header says page %d", id, gotID)
 	}
-	if id+overflow >= v.highWater {
-		return fmt.Errorf("page %d: %d overflow pages run past the file's %d pages", id, overflow, v.highWater)
+	if id+overflow >= r.highWater {
+		return nil, fmt.Errorf("page %d: %d overflow pages run past the file's %d pages", id, overflow, r.highWater)
 	}
-	page := make([]byte, (overflow+1)*uint64(v.pageSize))
-	if _, err := v.file.ReadAt(page, int64(id)*int64(v.pageSize)); err != nil {
-		return fmt.Errorf("page %d: %v", id, err)
+	page := make([]byte, (overflow+1)*uint64(r.pageSize))
+	if _, err := r.file.ReadAt(page, int64(id)*int64(r.pageSize)); err != nil {
+		return nil, fmt.Errorf("page %d: %v", id, err)
 	}
 	for i := uint64(1); i <= overflow; i++ {
-		if v.seen[id+i] {
-			return fmt.Errorf("page %d: overflow of page %d, and referenced elsewhere", id+i, id)
+		if r.seen[id+i] {
+			return nil, fmt.Errorf("page %d: overflow of page %d, and referenced elsewhere", id+i, id)
 		}
-		v.seen[id+i] = true
+		r.seen[id+i] = true
 	}
-	return v.checkPage(id, page, depth)
+	return page, nil
 }
 
 // checkPage checks one branch or leaf page, stored at id or inline in a
 // bucket value (id 0), and walks what it points to.
 func (v *pageVerifier) checkPage(id uint64, page []byte, depth int) error {
+	elems, err := parsePage(id, page)
+	if err != nil {
+		return err
+	}
+	for _, e := range elems {
+		switch {
+		case e.branch, e.bucket && e.inline == nil:
+			if err := v.walk(e.child, depth+1); err != nil {
+				return err
+			}
+		case e.bucket:
+			if err := v.checkPage(0, e.inline, depth+1); err != nil {
+				return fmt.Errorf("inline bucket %q: %w", e.key, err)
+			}
+		}
+	}
+	return nil
+}
+
+// pageElement is one element of a branch or leaf page. child is the page a
+// branch element or a bucket points to; a bucket small enough to be kept
+// inline has its page in inline instead.
+type pageElement struct {
+	key, value     []byte
+	branch, bucket bool
+	child          uint64
+	inline         []byte
+}
+
+// parsePage checks one branch or leaf page, stored at id or inline in a
+// bucket value (id 0), and returns its elements.
+func parsePage(id uint64, page []byte) ([]pageElement, error) {
 	if len(page) < pageHeaderSize {
-		return fmt.Errorf("page %d: %d bytes is too short", id, len(page))
+		return nil, fmt.Errorf("page %d: %d bytes is too short", id, len(page))
 	}
 	flags := binary.NativeEndian.Uint16(page[8:])
 	count := int(binary.NativeEndian.Uint16(page[10:]))
 	if pageHeaderSize+count*pageElementSize > len(page) {
-		return fmt.Errorf("page %d: %d elements do not fit", id, count)
+		return nil, fmt.Errorf("page %d: %d elements do not fit", id, count)
 	}
-	var previous []byte
+	elems := make([]pageElement, count)
 	// bbolt writes element data contiguously, in element order, right
 	// after the element array (common.WriteInodeToPage). A page that says
 	// otherwise has a damaged count or element, which would drop or
@@ -206,41 +260,36 @@ func (v *pageVerifier) checkPage(id uint64, page []byte, depth int) error {
 		case leafPageFlag:
 			pos, ksize, vsize = uint64(binary.NativeEndian.Uint32(elem[4:])), uint64(binary.NativeEndian.Uint32(elem[8:])), uint64(binary.NativeEndian.Uint32(elem[12:]))
 		default:
-			return fmt.Errorf("page %d: unexpected page type %#x", id, flags)
+			return nil, fmt.Errorf("page %d: unexpected page type %#x", id, flags)
 		}
 		start := uint64(at) + pos
 		if start != next {
-			return fmt.Errorf("page %d: element %d starts at byte %d, want %d", id, i, start, next)
+			return nil, fmt.Errorf("page %d: element %d starts at byte %d, want %d", id, i, start, next)
 		}
 		if start+ksize+vsize > uint64(len(page)) {
-			return fmt.Errorf("page %d: element %d lies outside the page", id, i)
+			return nil, fmt.Errorf("page %d: element %d lies outside the page", id, i)
 		}
 		next = start + ksize + vsize
-		key := page[start : start+ksize]
-		if i > 0 && bytes.Compare(previous, key) >= 0 {
-			return fmt.Errorf("page %d: keys out of order at element %d", id, i)
+		e := &elems[i]
+		e.key = page[start : start+ksize]
+		if i > 0 && bytes.Compare(elems[i-1].key, e.key) >= 0 {
+			return nil, fmt.Errorf("page %d: keys out of order at element %d", id, i)
 		}
-		previous = key
 		if flags == branchPageFlag {
-			if err := v.walk(binary.NativeEndian.Uint64(elem[8:]), depth+1); err != nil {
-				return err
-			}
+			e.branch, e.child = true, binary.NativeEndian.Uint64(elem[8:])
 			continue
 		}
+		e.value = page[start+ksize : start+ksize+vsize]
 		if binary.NativeEndian.Uint32(elem)&bucketLeafFlag == 0 {
 			continue
 		}
-		value := page[start+ksize : start+ksize+vsize]
-		if len(value) < bucketHeaderSize {
-			return fmt.Errorf("page %d: bucket %q has a %d-byte header", id, key, len(value))
+		e.bucket = true
+		if len(e.value) < bucketHeaderSize {
+			return nil, fmt.Errorf("page %d: bucket %q has a %d-byte header", id, e.key, len(e.value))
 		}
-		if root := binary.NativeEndian.Uint64(value); root != 0 {
-			if err := v.walk(root, depth+1); err != nil {
-				return err
-			}
-		} else if err := v.checkPage(0, value[bucketHeaderSize:], depth+1); err != nil {
-			return fmt.Errorf("inline bucket %q: %w", key, err)
+		if e.child = binary.NativeEndian.Uint64(e.value); e.child == 0 {
+			e.inline = e.value[bucketHeaderSize:]
 		}
 	}
-	return nil
+	return elems, nil
 }

@@ -83,7 +83,8 @@ func reachablePages(t *testing.T, path string) map[uint64]bool {
 			return err
 		}
 		defer f.Close()
-		v := &pageVerifier{file: f, pageSize: db.Info().PageSize, highWater: uint64(tx.Size()) / uint64(db.Info().PageSize), seen: map[uint64]bool{}}
+		v := &pageVerifier{newPageReader(f, db.Info().PageSize, uint64(tx.Size())/uint64(db.Info().PageSize))}
+		clear(v.seen)
 		err = v.walk(uint64(tx.Cursor().Bucket().Root()), 0)
 		seen = v.seen
 		return err

@@ -18,7 +18,8 @@ func newCheckCmd(a *app) *cobra.Command {
 bbolt's page structure, the format marker, and the checksum and encoding of
 every ownership and checkpoint. It prints "ok" and exits with status 0 for
 a healthy file. For a damaged one it prints each problem found and exits
-with status 1: restore the file from a backup (see 'backup').`,
+with status 1: restore the file from a backup (see 'backup'), or copy out
+what is still intact (see 'salvage').`,
 		Example: `  ehcheckpoints check checkpoints.db`,
 		Args:    exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {

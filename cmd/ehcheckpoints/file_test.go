@@ -81,3 +81,49 @@ func TestBackupAndCompact(t *testing.T) {
 		}
 	}
 }
+
+// TestSalvage copies the intact records out of a damaged file, leaving the
+// damaged one behind, and copies a healthy file whole.
+func TestSalvage(t *testing.T) {
+	const marker = "offset-that-the-test-damages"
+	path := filepath.Join(t.TempDir(), "store.db")
+	mustRun(t, `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"0","offset":"`+marker+`","sequenceNumber":1}
+{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","offset":"intact","sequenceNumber":2}
+{"type":"ownership","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","ownerId":"me","etag":"e1","lastModifiedTime":"2025-06-01T12:00:00Z"}`, "import", path)
+
+	healthy := filepath.Join(t.TempDir(), "healthy.db")
+	if r := mustRun(t, "", "salvage", path, healthy); !strings.Contains(r.stdout, "salvaged 1 ownership(s) and 2 checkpoint(s)") {
+		t.Errorf("salvage of a healthy file: %s", r.stdout)
+	}
+	if got, want := mustRun(t, "", "export", healthy).stdout, mustRun(t, "", "export", path).stdout; got != want {
+		t.Errorf("salvage of a healthy file lost something:\ngot\n%s\nwant\n%s", got, want)
+	}
+
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, []byte(marker))
+	if i < 0 {
+		t.Fatal("the record is not in the file")
+	}
+	b[i] ^= 0x20
+	damaged := filepath.Join(t.TempDir(), "damaged.db")
+	if err := os.WriteFile(damaged, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "salvaged.db")
+	r := ehc(t, "", nil, "salvage", damaged, dest)
+	if r.code != 1 || !strings.Contains(r.stdout, "salvaged 1 ownership(s) and 1 checkpoint(s)") ||
+		!strings.Contains(r.stdout, `partition "0": record checksum mismatch`) || !strings.Contains(r.stderr, "is damaged") {
+		t.Fatalf("salvage of a damaged file: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	out := mustRun(t, "", "export", dest).stdout
+	if strings.Contains(out, marker[1:]) || !strings.Contains(out, `"offset":"intact"`) || !strings.Contains(out, `"ownerId":"me"`) {
+		t.Errorf("the salvaged file holds:\n%s", out)
+	}
+	mustRun(t, "", "check", dest)
+	if r := ehc(t, "", nil, "salvage", damaged, dest); r.code == 0 || !strings.Contains(r.stderr, "already exists") {
+		t.Errorf("salvage onto an existing file: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -1,0 +1,130 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Salvage reads every record it can from the store file at path, for a
+// file that Open refuses as damaged and that has no backup. It does not
+// open the file with bbolt, which trusts its pages: it walks the pages
+// itself from the newest intact meta page, skips any page that is out of
+// range, referenced twice or malformed (and everything below it), and keeps
+// only records whose checksum holds, so what it returns is never wrong,
+// only possibly incomplete. lost describes each part it had to skip. err is
+// set when nothing could be read: the file is missing, locked by a store
+// for longer than the deadline, not a bbolt file, or has no intact meta
+// page.
+//
+// Salvage takes the file's lock while it reads, so stores that have the
+// file open hand it over first (waiting at most until ctx's deadline or
+// DefaultLockTimeout).
+func Salvage(ctx context.Context, path string) (records []Record, lost []error, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fileError(path, err)
+	}
+	defer f.Close()
+	deadline := time.Now().Add(DefaultLockTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := waitForFlock(ctx, f, deadline, time.Time{}); err != nil {
+		return nil, nil, err
+	}
+	meta, sawMagic := newestMeta(f)
+	switch {
+	case !sawMagic:
+		return nil, nil, fmt.Errorf("%s: %w: not a boltstore file (no bbolt header)", path, ErrUnsupportedFormat)
+	case meta == nil:
+		return nil, nil, corruptError(path, "both bbolt meta pages are damaged; nothing leads to the records")
+	}
+	s := &salvager{pageReader: newPageReader(f, int(binary.NativeEndian.Uint32(meta[metaPageSizeAt:])), binary.NativeEndian.Uint64(meta[metaHighWaterAt:]))}
+	s.walk(binary.NativeEndian.Uint64(meta[metaOffset+16:]), nil, 0)
+	for i, e := range s.lost {
+		s.lost[i] = fmt.Errorf("%s: %w", path, e)
+	}
+	return s.records, s.lost, nil
+}
+
+// salvager walks a file's pages the way pageVerifier does, but goes on
+// past damage, collecting the records below the buckets it can read.
+type salvager struct {
+	pageReader
+	records []Record
+	lost    []error
+}
+
+// walk reads the page id of the bucket at path (the bucket names from the
+// root) and what lies below it.
+func (s *salvager) walk(id uint64, path [][]byte, depth int) {
+	if depth > maxTreeDepth {
+		s.skip(path, fmt.Errorf("page %d: tree deeper than %d levels", id, maxTreeDepth))
+		return
+	}
+	page, err := s.read(id)
+	if err != nil {
+		s.skip(path, err)
+		return
+	}
+	s.page(id, page, path, depth)
+}
+
+// page reads one branch or leaf page of the bucket at path.
+func (s *salvager) page(id uint64, page []byte, path [][]byte, depth int) {
+	elems, err := parsePage(id, page)
+	if err != nil {
+		s.skip(path, err)
+		return
+	}
+	for _, e := range elems {
+		switch {
+		case e.branch: // a page further down the same bucket
+			s.walk(e.child, path, depth+1)
+		case e.bucket && e.inline == nil:
+			s.walk(e.child, append(path[:len(path):len(path)], e.key), depth+1)
+		case e.bucket:
+			s.page(0, e.inline, append(path[:len(path):len(path)], e.key), depth+1)
+		default:
+			s.record(path, e.key, e.value)
+		}
+	}
+}
+
+// record keeps a value found in a record bucket (data / namespace / hub /
+// group / kind) if its checksum holds. Values elsewhere (the format
+// marker) are not records.
+func (s *salvager) record(path [][]byte, key, value []byte) {
+	if len(path) != 5 || !bytes.Equal(path[0], bucketData) {
+		return
+	}
+	var kind recordKind
+	switch {
+	case bytes.Equal(path[4], bucketOwnership):
+		kind = kindOwnership
+	case bytes.Equal(path[4], bucketCheckpoint):
+		kind = kindCheckpoint
+	default:
+		return
+	}
+	g := groupKey{namespace: path[1], hub: path[2], group: path[3]}
+	r, err := decodeRecord(g, kind, g.checksumPrefix(kind), key, value)
+	if err != nil {
+		s.lost = append(s.lost, err)
+		return
+	}
+	s.records = append(s.records, r)
+}
+
+// skip notes a damaged page and that nothing below it was read.
+func (s *salvager) skip(path [][]byte, err error) {
+	where := "the root"
+	if len(path) > 0 {
+		where = fmt.Sprintf("bucket %q", bytes.Join(path, []byte("/")))
+	}
+	s.lost = append(s.lost, fmt.Errorf("%w: everything below it in %s is lost", err, where))
+}
