@@ -16,10 +16,11 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// openBolt opens bbolt on f, which already holds the flock, and checks that
+// openBolt opens bbolt on f, which already holds the flock, after falling
+// back from a commit that did not reach the disk whole (commit.go), and checks that
 // the file is a boltstore file of a format this version reads. bbolt panics
 // on some damaged files; the panic becomes ErrCorrupt.
-func openBolt(path string, f *os.File, noSync bool) (db *bolt.DB, err error) {
+func openBolt(path string, f *os.File) (db *bolt.DB, err error) {
 	info, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -28,6 +29,10 @@ func openBolt(path string, f *os.File, noSync bool) (db *bolt.DB, err error) {
 	if info.Size() == 0 {
 		f.Close()
 		return nil, corruptError(path, "the file is empty")
+	}
+	if err := recoverTornCommit(path, f); err != nil {
+		f.Close()
+		return nil, err
 	}
 	if err := checkHeader(path, f, info.Size()); err != nil {
 		f.Close()
@@ -43,7 +48,6 @@ func openBolt(path string, f *os.File, noSync bool) (db *bolt.DB, err error) {
 		if err != nil {
 			return classifyOpenError(path, err)
 		}
-		db.NoSync = noSync
 		return db.View(func(tx *bolt.Tx) error { return checkFormat(path, tx, info.Size()) })
 	})
 	if err != nil {
@@ -103,17 +107,12 @@ func checkHeader(path string, f *os.File, size int64) error {
 // when that one is damaged.
 func newestMeta(f *os.File) (newest []byte, sawMagic bool) {
 	read := func(at int64) []byte {
-		meta := make([]byte, metaEnd)
-		if _, err := f.ReadAt(meta, at); err != nil || binary.NativeEndian.Uint32(meta[metaOffset:]) != boltMagic {
+		meta := rawMeta(f, at)
+		if meta == nil {
 			return nil
 		}
 		sawMagic = true
-		sum := fnv.New64a()
-		sum.Write(meta[metaOffset:metaChecksumAt])
-		if sum.Sum64() != binary.NativeEndian.Uint64(meta[metaChecksumAt:]) || !saneMeta(meta) {
-			return nil // bbolt falls back to the other meta page, or refuses
-		}
-		return meta
+		return validMeta(meta)
 	}
 	newest = read(0)
 	candidates := []int64{int64(os.Getpagesize()), 4096, 8192, 16384, 32768, 65536}
@@ -131,6 +130,34 @@ func newestMeta(f *os.File) (newest []byte, sawMagic bool) {
 		break
 	}
 	return newest, sawMagic
+}
+
+// readMeta reads the meta page at offset at; nil unless it is intact.
+func readMeta(f *os.File, at int64) []byte {
+	if meta := rawMeta(f, at); meta != nil {
+		return validMeta(meta)
+	}
+	return nil
+}
+
+// rawMeta reads what looks like a meta page at offset at: nil unless it
+// starts with bbolt's magic number.
+func rawMeta(f *os.File, at int64) []byte {
+	meta := make([]byte, metaEnd)
+	if _, err := f.ReadAt(meta, at); err != nil || binary.NativeEndian.Uint32(meta[metaOffset:]) != boltMagic {
+		return nil
+	}
+	return meta
+}
+
+// validMeta returns meta if its checksum holds and its fields are sane.
+func validMeta(meta []byte) []byte {
+	sum := fnv.New64a()
+	sum.Write(meta[metaOffset:metaChecksumAt])
+	if sum.Sum64() != binary.NativeEndian.Uint64(meta[metaChecksumAt:]) || !saneMeta(meta) {
+		return nil // bbolt falls back to the other meta page, or refuses
+	}
+	return meta
 }
 
 // maxPages bounds a meta page's high-water mark (2^40 pages, far beyond any
@@ -172,10 +199,24 @@ func checkFormat(path string, tx *bolt.Tx, fileSize int64) error {
 	case v[0] > formatVersion:
 		return fmt.Errorf("%s: %w: format version %d is newer than this boltstore reads (%d); upgrade boltstore",
 			path, ErrUnsupportedFormat, v[0], formatVersion)
-	case v[0] != formatVersion:
+	case v[0] < oldestFormatVersion:
 		return fmt.Errorf("%s: %w: unknown format version %d", path, ErrUnsupportedFormat, v[0])
 	}
 	return nil
+}
+
+// upgradeFormat marks a file of the version before commit records with
+// the current version, in the commit that gives it its first record, so
+// that older boltstores, whose commits carry none, stop writing to it.
+func upgradeFormat(tx *bolt.Tx) error {
+	marker := tx.Bucket(bucketMarker)
+	if marker == nil {
+		return nil // checkFormat refused such a file at open
+	}
+	if v := marker.Get(keyFormat); len(v) == 1 && v[0] == formatVersion {
+		return nil
+	}
+	return marker.Put(keyFormat, []byte{formatVersion})
 }
 
 // initBolt writes the format marker into a freshly created bbolt file.
@@ -445,6 +486,7 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) {
 		return
 	}
 	defer s.lease.releaseAfterWrite()
+	file := s.lease.heldFile()
 	taken := batch[:0]
 	for _, op := range batch {
 		if op.state.CompareAndSwap(opPending, opTaken) {
@@ -478,7 +520,7 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) {
 			}
 			results[i] = opErr
 		}
-		return tx.Commit()
+		return commitDurably(tx, file, s.opts.NoSync)
 	})
 	if err != nil {
 		// The DB's memory may not match the file after a failed commit;

@@ -12,7 +12,7 @@ import (
 // File layout. Every name below is a bbolt bucket unless marked as a key.
 //
 //	boltstore                  format marker
-//	  format   (key)           one byte: formatVersion
+//	  format   (key)           one byte: formatVersion (1: no commit records)
 //	data
 //	  <namespace>              folded to lower case
 //	    <event hub>            folded to lower case
@@ -28,7 +28,11 @@ import (
 // numeric order: a canonical decimal id ("0", "17") is 0x00, its length, its
 // digits; any other id is 0x01 followed by its bytes, after all numeric ones.
 const (
-	formatVersion byte = 1
+	formatVersion byte = 2
+	// oldestFormatVersion is the oldest version this boltstore reads: 1,
+	// written before commit records (commit.go), which a file gets on its
+	// first commit by this version.
+	oldestFormatVersion byte = 1
 
 	// maxNameLen bounds each coordinate and OwnerID. Event Hubs names are far
 	// shorter; the bound keeps keys well inside bbolt's 32 KiB key limit.

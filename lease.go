@@ -32,7 +32,6 @@ const (
 type lease struct {
 	path        string
 	idleRelease time.Duration
-	noSync      bool
 
 	mu       sync.Mutex
 	db       *bolt.DB
@@ -95,7 +94,6 @@ func newLease(path string, opts *Options) *lease {
 	return &lease{
 		path:        path,
 		idleRelease: opts.IdleRelease,
-		noSync:      opts.NoSync,
 		changed:     make(chan struct{}),
 	}
 }
@@ -186,7 +184,7 @@ func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, 
 		return nil, nil, err
 	}
 	now, known := observeFile(f)
-	db, err := openBolt(l.path, f, l.noSync)
+	db, err := openBolt(l.path, f)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -248,6 +246,14 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// heldFile returns the descriptor bbolt holds the file through, for a
+// caller between acquire and release.
+func (l *lease) heldFile() *os.File {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.file
 }
 
 // release ends one use begun by acquire.

@@ -499,11 +499,35 @@ func relCheckpointsAsRecords(list []azeventhubs.Checkpoint, g [3]string, want []
 type relDamageCase struct {
 	desc  string
 	build func() []byte
-	// metaTouched: the damage overlaps a meta page, so the store may
-	// legitimately fall back to the previous commit.
+	// metaTouched: the damage overlaps a meta page or a page the last
+	// commit wrote, so the store may legitimately fall back to the
+	// previous commit (commit.go).
 	metaTouched bool
 	// mustFail: Open must fail; unsupported: with ErrUnsupportedFormat.
 	mustFail, unsupported bool
+}
+
+// relLastCommitPages returns the pages the last commit in a store file's
+// contents wrote, as its commit record lists them.
+func relLastCommitPages(data []byte) map[int]bool {
+	f, err := os.CreateTemp("", "boltstore-damage-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		panic(err)
+	}
+	pages := map[int]bool{}
+	if meta, _ := newestMeta(f); meta != nil {
+		if r, ok := readCommitRecord(f, metaTxID(meta)%2, metaPageSize(meta)); ok {
+			for _, p := range r.pages {
+				pages[int(p.id)] = true
+			}
+		}
+	}
+	return pages
 }
 
 // relDamageCases builds the list of damaged copies of data. It is a pure
@@ -516,7 +540,15 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		cases = append(cases, relDamageCase{desc: desc, build: build, metaTouched: metaTouched})
 	}
 	rng := func(kind uint64, i int) *rand.Rand { return rand.New(rand.NewPCG(seed^kind, uint64(i))) }
-	overlapsMeta := func(off, n int) bool { return off < 2*relPageSize && off+n > 0 }
+	lastCommit := relLastCommitPages(data)
+	overlapsMeta := func(off, n int) bool {
+		for p := off / relPageSize; p <= (off+n-1)/relPageSize; p++ {
+			if p < 2 || lastCommit[p] {
+				return true
+			}
+		}
+		return false
+	}
 	// Page types as the original file has them (a freed page keeps its
 	// old header, which is what damage in it would meet too).
 	var leaves, branches, inUse []int
@@ -563,7 +595,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		})
 	}
 	for page := range pages {
-		add(fmt.Sprintf("zero-page: page %d", page), page < 2, func() []byte {
+		add(fmt.Sprintf("zero-page: page %d", page), overlapsMeta(page*relPageSize, 1), func() []byte {
 			d := bytes.Clone(data)
 			clear(d[page*relPageSize : (page+1)*relPageSize])
 			return d
@@ -575,7 +607,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		if i%2 == 0 {
 			n = r.IntN(pages) * relPageSize
 		}
-		add(fmt.Sprintf("truncate: to %d bytes", n), n < 2*relPageSize, func() []byte { return bytes.Clone(data[:n]) })
+		add(fmt.Sprintf("truncate: to %d bytes", n), overlapsMeta(n, len(data)-n), func() []byte { return bytes.Clone(data[:n]) })
 	}
 	add("zero-length: empty file", false, func() []byte { return nil })
 	for i := range 60 / scale {
@@ -585,7 +617,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 			name      string
 			off, size int
 		}{{"id", 0, 8}, {"flags", 8, 2}, {"count", 10, 2}, {"overflow", 12, 4}}[r.IntN(4)]
-		add(fmt.Sprintf("page-header: page %d %s", page, field.name), page < 2, func() []byte {
+		add(fmt.Sprintf("page-header: page %d %s", page, field.name), overlapsMeta(page*relPageSize, 1), func() []byte {
 			d := bytes.Clone(data)
 			at := d[page*relPageSize+field.off : page*relPageSize+field.off+field.size]
 			switch r.IntN(3) {
@@ -615,7 +647,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		default:
 			pgid = r.Uint64() >> r.IntN(64) // anywhere, usually far outside the file
 		}
-		add(fmt.Sprintf("branch-pgid: page %d element %d -> %d", page, elem, pgid), false, func() []byte {
+		add(fmt.Sprintf("branch-pgid: page %d element %d -> %d", page, elem, pgid), overlapsMeta(page*relPageSize, 1), func() []byte {
 			d := bytes.Clone(data)
 			// branchPageElement: pos uint32, ksize uint32, pgid uint64.
 			binary.LittleEndian.PutUint64(d[page*relPageSize+16+elem*16+8:], pgid)
@@ -629,7 +661,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		elem := r.IntN(max(count, 1))
 		field := []string{"flags", "pos", "ksize", "vsize"}[r.IntN(4)]
 		value := []uint32{r.Uint32(), 1 << 31, 1 << 20, relPageSize}[r.IntN(4)]
-		add(fmt.Sprintf("leaf-element: page %d element %d %s = %d", page, elem, field, value), false, func() []byte {
+		add(fmt.Sprintf("leaf-element: page %d element %d %s = %d", page, elem, field, value), overlapsMeta(page*relPageSize, 1), func() []byte {
 			d := bytes.Clone(data)
 			// leafPageElement: flags, pos, ksize, vsize, all uint32.
 			at := page*relPageSize + 16 + elem*16 + 4*slices.Index([]string{"flags", "pos", "ksize", "vsize"}, field)
@@ -641,7 +673,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		r := rng(7, i)
 		page := inUse[r.IntN(len(inUse))]
 		value := []uint32{1 << 31, 1<<32 - 1, 1 << 16, uint32(pages)}[i%4]
-		add(fmt.Sprintf("overflow: page %d overflow = %d", page, value), page < 2, func() []byte {
+		add(fmt.Sprintf("overflow: page %d overflow = %d", page, value), overlapsMeta(page*relPageSize, 1), func() []byte {
 			d := bytes.Clone(data)
 			binary.LittleEndian.PutUint32(d[page*relPageSize+12:], value)
 			return d
@@ -667,7 +699,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 			if count < 2 {
 				break
 			}
-			add(fmt.Sprintf("freelist: page %d %s", fl, damage.desc), false, func() []byte {
+			add(fmt.Sprintf("freelist: page %d %s", fl, damage.desc), overlapsMeta(fl*relPageSize, 1), func() []byte {
 				d := bytes.Clone(data)
 				damage.fn(d)
 				return d
@@ -677,7 +709,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 	// A bucket's name is its key in the parent's page: damage to it makes
 	// the bucket, and all records below, unreachable by name.
 	for _, at := range relBucketKeyEnds(data, leaves) {
-		add(fmt.Sprintf("bucket-name: last byte of the key at %d", at), false, func() []byte {
+		add(fmt.Sprintf("bucket-name: last byte of the key at %d", at), overlapsMeta(at, 1), func() []byte {
 			d := bytes.Clone(data)
 			d[at] ^= 0x01
 			return d
@@ -688,7 +720,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		if count == 0 {
 			continue
 		}
-		add(fmt.Sprintf("leaf-count: page %d count %d -> %d", page, count, count-1), false, func() []byte {
+		add(fmt.Sprintf("leaf-count: page %d count %d -> %d", page, count, count-1), overlapsMeta(page*relPageSize, 1), func() []byte {
 			d := bytes.Clone(data)
 			binary.LittleEndian.PutUint16(d[page*relPageSize+10:], count-1)
 			return d
@@ -727,7 +759,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 	cases = append(cases, relDamageCase{desc: "format-marker: key missing", mustFail: true, build: func() []byte {
 		return relBoltFile(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bucketMarker); return err })
 	}})
-	for _, v := range []byte{2, 255, 0} {
+	for _, v := range []byte{formatVersion + 1, 255, 0} {
 		cases = append(cases, relDamageCase{desc: fmt.Sprintf("format-version: %d", v), mustFail: true, unsupported: true, build: func() []byte {
 			return relSetFormat(data, v)
 		}})
@@ -841,11 +873,26 @@ func relSetFormat(data []byte, v byte) []byte {
 	if err != nil {
 		panic(err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMarker).Put(keyFormat, []byte{v}) })
+	var txid uint64
+	err = db.Update(func(tx *bolt.Tx) error {
+		txid = uint64(tx.ID())
+		return tx.Bucket(bucketMarker).Put(keyFormat, []byte{v})
+	})
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
+		panic(err)
+	}
+	// As a boltstore of that version would, vouch for the commit with a
+	// record (commit.go), or this one would undo it as incomplete.
+	record := commitRecord{txid: txid, flags: recordSynced}.encode()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		panic(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(record, int64(txid%2)*int64(os.Getpagesize())+commitRecordAt); err != nil {
 		panic(err)
 	}
 	b, err := os.ReadFile(path)

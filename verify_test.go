@@ -42,6 +42,9 @@ func TestDamagedPointersAreCaught(t *testing.T) {
 	if len(branches) == 0 {
 		t.Fatal("the populated store has no branch page to damage")
 	}
+	// Damage in a page the last commit wrote makes the store fall back to
+	// the commit before it (commit.go), which is intact.
+	lastCommit := relLastCommitPages(clean)
 	for _, id := range branches {
 		for _, target := range []uint64{uint64(id), 3, 1 << 20, 1 << 50} {
 			damaged := append([]byte(nil), clean...)
@@ -61,7 +64,7 @@ func TestDamagedPointersAreCaught(t *testing.T) {
 			if err != nil {
 				assertError(t, err, ErrCorrupt, bad, "ehcheckpoints check")
 			}
-			if target == uint64(id) && err == nil {
+			if target == uint64(id) && err == nil && !lastCommit[id] {
 				t.Fatalf("page %d pointing at itself was not noticed", id)
 			}
 		}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/ehcheckpoints/boltstore/internal/fsync"
 )
 
 // floorFileSize is the size the floor's file is preallocated to. Writing
@@ -55,7 +57,7 @@ func (fl *Floor) Write() error {
 	if _, err := fl.f.WriteAt(fl.buf, 0); err != nil {
 		return err
 	}
-	if err := fdatasync(fl.f); err != nil {
+	if err := fsync.Fdatasync(fl.f); err != nil {
 		return fmt.Errorf("fdatasync: %w", err)
 	}
 	return nil

@@ -1,0 +1,240 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"slices"
+
+	"github.com/ehcheckpoints/boltstore/internal/fsync"
+	bolt "go.etcd.io/bbolt"
+)
+
+// One fsync per commit. bbolt syncs twice per commit: its data pages, and
+// then its meta page, so that a meta page on disk never points at pages
+// that are not. The store instead lets bbolt write both without syncing,
+// writes a commit record (the checksum of every page the commit wrote)
+// into the rest of the new meta page, and syncs once. A crash during that
+// sync can leave the new meta page on disk without some of its pages; the
+// store tells by the record, and then falls back to the previous commit,
+// whose pages the new one did not touch (bbolt never reuses a page the
+// previous commit still uses) and which was on disk before the new one
+// began. The caller was not told the new commit succeeded, so nothing
+// acknowledged is lost.
+//
+// The record sits in the meta page's unused tail, which bbolt zeroes when
+// it writes the page and otherwise ignores:
+//
+//	magic uint32, txid uint64, flags uint32, count uint32,
+//	count × (page id uint64, CRC-32C uint32), CRC-32C of all before it
+//
+// in native byte order, like bbolt's own fields. recordSynced marks a
+// commit whose pages were synced before its record was written: bbolt's own
+// two-sync commit, or one that wrote more pages than a record holds.
+//
+// Only a file whose previous commit has a record is held to this: a file
+// last written by an older boltstore, by a backup or by compaction is
+// trusted as bbolt would trust it, and its next commit syncs the bbolt way.
+const (
+	commitRecordAt     = metaEnd + 48 // leaves room for bbolt's meta to grow
+	commitRecordMagic  = 0xB057C0DE
+	commitRecordHeader = 4 + 8 + 4 + 4
+	commitRecordEntry  = 8 + 4
+	recordSynced       = 1
+)
+
+// commitRecord is what the store knows of one commit's pages.
+type commitRecord struct {
+	txid  uint64
+	flags uint32
+	pages []pageSum
+}
+
+type pageSum struct {
+	id  uint64
+	sum uint32
+}
+
+// capacity is how many page checksums fit in a record in a meta page of
+// pageSize bytes.
+func recordCapacity(pageSize int) int {
+	return (pageSize - commitRecordAt - commitRecordHeader - 4) / commitRecordEntry
+}
+
+func (r commitRecord) encode() []byte {
+	b := make([]byte, commitRecordHeader, commitRecordHeader+len(r.pages)*commitRecordEntry+4)
+	binary.NativeEndian.PutUint32(b, commitRecordMagic)
+	binary.NativeEndian.PutUint64(b[4:], r.txid)
+	binary.NativeEndian.PutUint32(b[12:], r.flags)
+	binary.NativeEndian.PutUint32(b[16:], uint32(len(r.pages)))
+	for _, p := range r.pages {
+		b = binary.NativeEndian.AppendUint64(b, p.id)
+		b = binary.NativeEndian.AppendUint32(b, p.sum)
+	}
+	return binary.NativeEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+// readCommitRecord reads the record in the meta page at slot (0 or 1) of a
+// file with pages of pageSize bytes; ok is false when there is none or it
+// is damaged.
+func readCommitRecord(f *os.File, slot uint64, pageSize int) (r commitRecord, ok bool) {
+	capacity := recordCapacity(pageSize)
+	if capacity <= 0 {
+		return r, false
+	}
+	b := make([]byte, commitRecordHeader+capacity*commitRecordEntry+4)
+	if _, err := f.ReadAt(b, int64(slot)*int64(pageSize)+commitRecordAt); err != nil {
+		return r, false
+	}
+	count := int(binary.NativeEndian.Uint32(b[16:]))
+	if binary.NativeEndian.Uint32(b) != commitRecordMagic || count > capacity {
+		return r, false
+	}
+	end := commitRecordHeader + count*commitRecordEntry
+	if crc32.Checksum(b[:end], castagnoli) != binary.NativeEndian.Uint32(b[end:]) {
+		return r, false
+	}
+	r.txid = binary.NativeEndian.Uint64(b[4:])
+	r.flags = binary.NativeEndian.Uint32(b[12:])
+	r.pages = make([]pageSum, count)
+	for i := range r.pages {
+		at := commitRecordHeader + i*commitRecordEntry
+		r.pages[i] = pageSum{id: binary.NativeEndian.Uint64(b[at:]), sum: binary.NativeEndian.Uint32(b[at+8:])}
+	}
+	return r, true
+}
+
+// pagesIntact reports whether every page r lists holds what the commit
+// wrote.
+func (r commitRecord) pagesIntact(f *os.File, pageSize int) bool {
+	page := make([]byte, pageSize)
+	for _, p := range r.pages {
+		if _, err := f.ReadAt(page, int64(p.id)*int64(pageSize)); err != nil || crc32.Checksum(page, castagnoli) != p.sum {
+			return false
+		}
+	}
+	return true
+}
+
+// metaTxID and metaPageSize read fields of a meta page newestMeta returned.
+func metaTxID(meta []byte) uint64      { return binary.NativeEndian.Uint64(meta[metaTxIDAt:]) }
+func metaPageSize(meta []byte) int     { return int(binary.NativeEndian.Uint32(meta[metaPageSizeAt:])) }
+func metaHighWater(meta []byte) uint64 { return binary.NativeEndian.Uint64(meta[metaHighWaterAt:]) }
+
+// recoverTornCommit runs before bbolt opens the file, under the flock. If
+// the newest commit's record is missing, damaged or does not match its
+// pages while the commit before it has a record, the newest commit did not
+// finish reaching the disk: its meta page is invalidated, so that bbolt
+// opens the previous commit.
+func recoverTornCommit(path string, f *os.File) error {
+	newest, _ := newestMeta(f)
+	if newest == nil {
+		return nil // checkHeader reports it
+	}
+	txid, pageSize := metaTxID(newest), metaPageSize(newest)
+	if txid == 0 {
+		return nil
+	}
+	previous := readMeta(f, int64(1-txid%2)*int64(pageSize))
+	if previous == nil || metaTxID(previous) != txid-1 {
+		return nil // written whole by bbolt (a new file, a copy): trusted
+	}
+	if r, ok := readCommitRecord(f, (txid-1)%2, pageSize); !ok || r.txid != txid-1 {
+		return nil // not written with records: trusted, as bbolt would
+	}
+	if r, ok := readCommitRecord(f, txid%2, pageSize); ok && r.txid == txid && r.pagesIntact(f, pageSize) {
+		return nil
+	}
+	zero := make([]byte, 8)
+	if _, err := f.WriteAt(zero, int64(txid%2)*int64(pageSize)+metaChecksumAt); err != nil {
+		return fmt.Errorf("%s: falling back from an incomplete commit: %w", path, err)
+	}
+	if err := fsync.Fdatasync(f); err != nil {
+		return fmt.Errorf("%s: falling back from an incomplete commit: %w", path, err)
+	}
+	return nil
+}
+
+// commitDurably commits tx on the file f, which bbolt has open, and
+// returns once the commit is on disk (or, with noSync, written).
+func commitDurably(tx *bolt.Tx, f *os.File, noSync bool) error {
+	db := tx.DB()
+	before, _ := newestMeta(f)
+	if before == nil {
+		return errors.New("no valid meta page before the commit")
+	}
+	pageSize := metaPageSize(before)
+	freeBefore, err := readFreelist(f, before)
+	if err != nil {
+		return err
+	}
+	prior, ok := readCommitRecord(f, metaTxID(before)%2, pageSize)
+	recorded := ok && prior.txid == metaTxID(before)
+	// Without a record before it, the file is trusted as bbolt writes it,
+	// so this commit must be ordered the bbolt way; it also marks the file
+	// as one whose commits carry records.
+	if !recorded {
+		if err := upgradeFormat(tx); err != nil {
+			return err
+		}
+	}
+	db.NoSync = noSync || recorded
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	after, _ := newestMeta(f)
+	if after == nil || metaTxID(after) != metaTxID(before)+1 {
+		return errors.New("the commit's meta page is not the newest after it")
+	}
+	freeAfter, err := readFreelist(f, after)
+	if err != nil {
+		return err
+	}
+	r := commitRecord{txid: metaTxID(after)}
+	written := writtenPages(freeBefore.ids, metaHighWater(before), freeAfter.ids, metaHighWater(after))
+	if !recorded || len(written) > recordCapacity(pageSize) {
+		// The pages go to disk before a record vouches for them.
+		if !noSync && recorded {
+			if err := fsync.Fdatasync(f); err != nil {
+				return err
+			}
+		}
+		r.flags = recordSynced
+	} else {
+		page := make([]byte, pageSize)
+		for _, id := range written {
+			if _, err := f.ReadAt(page, int64(id)*int64(pageSize)); err != nil {
+				return err
+			}
+			r.pages = append(r.pages, pageSum{id: id, sum: crc32.Checksum(page, castagnoli)})
+		}
+	}
+	if _, err := f.WriteAt(r.encode(), int64(r.txid%2)*int64(pageSize)+commitRecordAt); err != nil {
+		return err
+	}
+	if noSync {
+		return nil
+	}
+	return fsync.Fdatasync(f)
+}
+
+// writtenPages returns the pages a commit wrote: those it allocated, which
+// were free before it (or beyond the file's end) and are not after it.
+// Both freelists are sorted.
+func writtenPages(freeBefore []uint64, highWaterBefore uint64, freeAfter []uint64, highWaterAfter uint64) []uint64 {
+	var written []uint64
+	take := func(id uint64) {
+		if _, free := slices.BinarySearch(freeAfter, id); !free {
+			written = append(written, id)
+		}
+	}
+	for _, id := range freeBefore {
+		take(id)
+	}
+	for id := highWaterBefore; id < highWaterAfter; id++ {
+		take(id)
+	}
+	return written
+}
