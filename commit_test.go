@@ -11,6 +11,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestTornCommitFallsBack simulates a power cut during a commit's one
@@ -24,11 +25,15 @@ func TestTornCommitFallsBack(t *testing.T) {
 	path := filepath.Join(dir, "cp.db")
 	s := openTestStore(t, path, nil)
 	claim := func(etags []*azcore.ETag, owner string) []azeventhubs.Ownership {
-		var os []azeventhubs.Ownership
+		// One partition in each of three groups: a commit that writes
+		// pages in three places.
+		var claims []azeventhubs.Ownership
 		for i, e := range etags {
-			os = append(os, ownership(fmt.Sprint(i), owner, e))
+			o := ownership("0", owner, e)
+			o.ConsumerGroup = fmt.Sprint("group-", i)
+			claims = append(claims, o)
 		}
-		won, err := s.ClaimOwnership(ctx, os, nil)
+		won, err := s.ClaimOwnership(ctx, claims, nil)
 		if err != nil || len(won) != len(etags) {
 			t.Fatalf("claim: %v, won %d of %d", err, len(won), len(etags))
 		}
@@ -61,13 +66,13 @@ func TestTornCommitFallsBack(t *testing.T) {
 			changed = append(changed, at)
 		}
 	}
-	if len(changed) < 3 {
+	if len(changed) < 6 {
 		t.Fatalf("the commit changed %d sectors; the test needs a commit that writes several pages", len(changed))
 	}
 	owners := func(list []azeventhubs.Ownership) string {
 		var b []byte
 		for _, o := range list {
-			b = fmt.Appendf(b, "%s:%s:%s ", o.PartitionID, o.OwnerID, *o.ETag)
+			b = fmt.Appendf(b, "%s/%s:%s:%s ", o.ConsumerGroup, o.PartitionID, o.OwnerID, *o.ETag)
 		}
 		return string(b)
 	}
@@ -92,9 +97,13 @@ func TestTornCommitFallsBack(t *testing.T) {
 		if err != nil {
 			t.Fatalf("case %d: Open of a file cut during a commit: %v", i, err)
 		}
-		list, err := ts.ListOwnership(ctx, testNS, testHub, testGroup, nil)
-		if err != nil {
-			t.Fatalf("case %d: %v", i, err)
+		var list []azeventhubs.Ownership
+		for g := range 3 {
+			l, err := ts.ListOwnership(ctx, testNS, testHub, fmt.Sprint("group-", g), nil)
+			if err != nil {
+				t.Fatalf("case %d: %v", i, err)
+			}
+			list = append(list, l...)
 		}
 		switch got := owners(list); got {
 		case wantBefore:
@@ -117,5 +126,73 @@ func TestTornCommitFallsBack(t *testing.T) {
 	t.Logf("%d sectors written by the commit; of 300 cuts, %d opened as before it and %d as after it", len(changed), outcomes["before"], outcomes["after"])
 	if outcomes["before"] == 0 || outcomes["after"] == 0 {
 		t.Errorf("outcomes %v: the cuts should produce both", outcomes)
+	}
+}
+
+// TestFormatOneIsUpgradedOnFirstCommit opens a file as an older boltstore
+// left it, without commit records and marked format 1: reads leave it
+// alone, and the first commit gives it a record and format 2, which older
+// boltstores refuse to write to.
+func TestFormatOneIsUpgradedOnFirstCommit(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	s := openTestStore(t, path, nil)
+	seq := int64(7)
+	if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := relSetFormat(data, oldestFormatVersion)
+	page := os.Getpagesize()
+	for slot := range 2 {
+		clear(legacy[slot*page+commitRecordAt : (slot+1)*page])
+	}
+	if err := os.WriteFile(path, legacy, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	format := func() byte {
+		t.Helper()
+		var v byte
+		err := contain(path, func() error {
+			db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			return db.View(func(tx *bolt.Tx) error {
+				v = tx.Bucket(bucketMarker).Get(keyFormat)[0]
+				return nil
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+
+	s = openTestStore(t, path, nil)
+	if cps := listCheckpoints(t, s, testNS, testHub, testGroup); len(cps) != 1 || *cps[0].SequenceNumber != 7 {
+		t.Fatalf("checkpoints of the format 1 file: %+v", cps)
+	}
+	s.Close()
+	if v := format(); v != oldestFormatVersion {
+		t.Fatalf("format %d after reads, want %d", v, oldestFormatVersion)
+	}
+	s = openTestStore(t, path, nil)
+	seq = 8
+	if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if v := format(); v != formatVersion {
+		t.Fatalf("format %d after a commit, want %d", v, formatVersion)
+	}
+	s = openTestStore(t, path, nil)
+	if cps := listCheckpoints(t, s, testNS, testHub, testGroup); len(cps) != 1 || *cps[0].SequenceNumber != 8 {
+		t.Fatalf("checkpoints after the upgrade: %+v", cps)
 	}
 }

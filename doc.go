@@ -18,7 +18,11 @@
 // ownership and refuses one with neither offset nor sequence number.
 // Namespace, event hub and consumer group are case-insensitive; lists echo
 // the caller's spelling and return partitions in numeric order. A call
-// returns after its data is fsync'd, unless Options.NoSync is set.
+// returns after its data is fsync'd, unless Options.NoSync is set: one
+// fdatasync per commit, where bbolt alone syncs twice. A record of the
+// checksums of the pages each commit wrote, kept in its meta page, tells a
+// commit that a power cut left incomplete, and the store then opens the
+// commit before it (see commit.go).
 //
 // # Several processes, one file
 //
