@@ -16,11 +16,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// openBolt opens bbolt on f, which already holds the flock, after falling
-// back from a commit that did not reach the disk whole (commit.go), and checks that
-// the file is a boltstore file of a format this version reads. bbolt panics
-// on some damaged files; the panic becomes ErrCorrupt.
-func openBolt(path string, f *os.File) (db *bolt.DB, err error) {
+// openBolt opens bbolt on f, which already holds the flock, and checks that
+// the file is a boltstore file of a format this version reads. With
+// recoverTorn it first falls back from a commit that did not reach the disk
+// whole and syncs the file (recoverTornCommit). bbolt panics on some
+// damaged files; the panic becomes ErrCorrupt.
+func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, err error) {
 	info, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -30,9 +31,11 @@ func openBolt(path string, f *os.File) (db *bolt.DB, err error) {
 		f.Close()
 		return nil, corruptError(path, "the file is empty")
 	}
-	if err := recoverTornCommit(path, f); err != nil {
-		f.Close()
-		return nil, err
+	if recoverTorn {
+		if err := recoverTornCommit(path, f); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	if err := checkHeader(path, f, info.Size()); err != nil {
 		f.Close()

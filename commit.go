@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"slices"
 
@@ -107,15 +108,22 @@ func readCommitRecord(f *os.File, slot uint64, pageSize int) (r commitRecord, ok
 }
 
 // pagesIntact reports whether every page r lists holds what the commit
-// wrote.
-func (r commitRecord) pagesIntact(f *os.File, pageSize int) bool {
+// wrote. A page past the end of the file does not; a failure to read one
+// is an error, not a verdict.
+func (r commitRecord) pagesIntact(f *os.File, pageSize int) (bool, error) {
 	page := make([]byte, pageSize)
 	for _, p := range r.pages {
-		if _, err := f.ReadAt(page, int64(p.id)*int64(pageSize)); err != nil || crc32.Checksum(page, castagnoli) != p.sum {
-			return false
+		_, err := f.ReadAt(page, int64(p.id)*int64(pageSize))
+		switch {
+		case errors.Is(err, io.EOF):
+			return false, nil
+		case err != nil:
+			return false, err
+		case crc32.Checksum(page, castagnoli) != p.sum:
+			return false, nil
 		}
 	}
-	return true
+	return true, nil
 }
 
 // metaTxID and metaPageSize read fields of a meta page newestMeta returned.
@@ -123,36 +131,65 @@ func metaTxID(meta []byte) uint64      { return binary.NativeEndian.Uint64(meta[
 func metaPageSize(meta []byte) int     { return int(binary.NativeEndian.Uint32(meta[metaPageSizeAt:])) }
 func metaHighWater(meta []byte) uint64 { return binary.NativeEndian.Uint64(meta[metaHighWaterAt:]) }
 
-// recoverTornCommit runs before bbolt opens the file, under the flock. If
-// the newest commit's record is missing, damaged or does not match its
-// pages while the commit before it has a record, the newest commit did not
-// finish reaching the disk: its meta page is invalidated, so that bbolt
-// opens the previous commit.
-func recoverTornCommit(path string, f *os.File) error {
-	newest, _ := newestMeta(f)
+// tornCommit reports whether the newest commit in f did not reach the disk
+// whole: its record is missing, damaged or does not match its pages, while
+// the commit before it has a record. Such a commit was never acknowledged
+// (commitDurably returns after the sync), and the commit before it is
+// intact. It returns the newest meta page, nil if there is none.
+func tornCommit(f *os.File) (newest []byte, torn bool, err error) {
+	newest, _ = newestMeta(f)
 	if newest == nil {
-		return nil // checkHeader reports it
+		return nil, false, nil
 	}
 	txid, pageSize := metaTxID(newest), metaPageSize(newest)
 	if txid == 0 {
-		return nil
+		return newest, false, nil
 	}
 	previous := readMeta(f, int64(1-txid%2)*int64(pageSize))
 	if previous == nil || metaTxID(previous) != txid-1 {
-		return nil // written whole by bbolt (a new file, a copy): trusted
+		return newest, false, nil // written whole by bbolt (a new file, a copy): trusted
 	}
 	if r, ok := readCommitRecord(f, (txid-1)%2, pageSize); !ok || r.txid != txid-1 {
-		return nil // not written with records: trusted, as bbolt would
+		return newest, false, nil // not written with records: trusted, as bbolt would
 	}
-	if r, ok := readCommitRecord(f, txid%2, pageSize); ok && r.txid == txid && r.pagesIntact(f, pageSize) {
-		return nil
+	r, ok := readCommitRecord(f, txid%2, pageSize)
+	if !ok || r.txid != txid {
+		return newest, true, nil
 	}
-	zero := make([]byte, 8)
-	if _, err := f.WriteAt(zero, int64(txid%2)*int64(pageSize)+metaChecksumAt); err != nil {
-		return fmt.Errorf("%s: falling back from an incomplete commit: %w", path, err)
+	intact, err := r.pagesIntact(f, pageSize)
+	return newest, !intact, err
+}
+
+// openableMeta returns the meta page the store opens f at: the newest,
+// unless its commit is torn, and then the one before it.
+func openableMeta(f *os.File) ([]byte, error) {
+	newest, torn, err := tornCommit(f)
+	if err != nil || !torn {
+		return newest, err
+	}
+	return readMeta(f, int64(1-metaTxID(newest)%2)*int64(metaPageSize(newest))), nil
+}
+
+// recoverTornCommit runs before bbolt opens the file, under the flock. A
+// torn newest commit (tornCommit) has its meta page invalidated, so that
+// bbolt opens the commit before it. Then the file is synced: a process
+// killed after writing a commit but before syncing it leaves the commit in
+// the page cache only, and the next commit's single sync must not be what
+// first puts it on disk, in any order.
+func recoverTornCommit(path string, f *os.File) error {
+	newest, torn, err := tornCommit(f)
+	if err != nil {
+		return fmt.Errorf("%s: checking the last commit: %w", path, err)
+	}
+	if torn {
+		txid, pageSize := metaTxID(newest), metaPageSize(newest)
+		zero := make([]byte, 8)
+		if _, err := f.WriteAt(zero, int64(txid%2)*int64(pageSize)+metaChecksumAt); err != nil {
+			return fmt.Errorf("%s: falling back from an incomplete commit: %w", path, err)
+		}
 	}
 	if err := fsync.Fdatasync(f); err != nil {
-		return fmt.Errorf("%s: falling back from an incomplete commit: %w", path, err)
+		return fmt.Errorf("%s: syncing the file before using it: %w", path, err)
 	}
 	return nil
 }

@@ -93,6 +93,18 @@ func TestTornCommitFallsBack(t *testing.T) {
 		if err := os.WriteFile(p, torn, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		// Salvage reads the file as Open will, before Open repairs it.
+		salvaged, lost, err := Salvage(ctx, p)
+		if err != nil || len(lost) > 0 {
+			t.Fatalf("case %d: Salvage of a file cut during a commit: %v, lost %v", i, err, lost)
+		}
+		var salvagedOwners []azeventhubs.Ownership
+		for _, r := range salvaged {
+			if r.Type == RecordOwnership {
+				etag := azcore.ETag(r.ETag)
+				salvagedOwners = append(salvagedOwners, azeventhubs.Ownership{ConsumerGroup: r.ConsumerGroup, PartitionID: r.PartitionID, OwnerID: r.OwnerID, ETag: &etag})
+			}
+		}
 		ts, err := Open(p, nil)
 		if err != nil {
 			t.Fatalf("case %d: Open of a file cut during a commit: %v", i, err)
@@ -104,6 +116,9 @@ func TestTornCommitFallsBack(t *testing.T) {
 				t.Fatalf("case %d: %v", i, err)
 			}
 			list = append(list, l...)
+		}
+		if got, salvaged := owners(list), owners(salvagedOwners); got != salvaged {
+			t.Fatalf("case %d: Open gives ownerships %s, Salvage %s", i, got, salvaged)
 		}
 		switch got := owners(list); got {
 		case wantBefore:

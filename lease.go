@@ -55,6 +55,7 @@ type lease struct {
 	verify    func(*bolt.Tx) error
 	left      fileState
 	leftKnown bool
+	suspect   bool // the open DB saw a failed commit
 }
 
 // fileState is what the lease notes of the file when it lets go, to tell
@@ -184,7 +185,9 @@ func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, 
 		return nil, nil, err
 	}
 	now, known := observeFile(f)
-	db, err := openBolt(l.path, f)
+	// A file as this lease left it after commits it synced needs no
+	// recovery; any other may hold another process's unsynced commit.
+	db, err := openBolt(l.path, f, left == nil || !known || *left != now)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -276,7 +279,7 @@ func (l *lease) discard() {
 	if l.db == nil {
 		return
 	}
-	l.draining = true
+	l.draining, l.suspect = true, true
 	if l.users == 0 {
 		l.closeDBLocked()
 	}
@@ -333,6 +336,11 @@ func (l *lease) closeDBLocked() {
 		return
 	}
 	l.left, l.leftKnown = observeFile(l.file)
+	if l.suspect {
+		// After a failed commit the file may differ from what was
+		// synced; whoever opens it next recovers it.
+		l.leftKnown, l.suspect = false, false
+	}
 	// A close error leaves nothing to recover: every commit was already
 	// synced, and the descriptor is gone either way.
 	_ = l.db.Close()

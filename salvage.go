@@ -36,8 +36,11 @@ func Salvage(ctx context.Context, path string) (records []Record, lost []error, 
 	if err := waitForFlock(ctx, f, deadline, time.Time{}); err != nil {
 		return nil, nil, err
 	}
-	meta, sawMagic := newestMeta(f)
+	_, sawMagic := newestMeta(f)
+	meta, err := openableMeta(f)
 	switch {
+	case err != nil:
+		return nil, nil, fileError(path, err)
 	case !sawMagic:
 		return nil, nil, fmt.Errorf("%s: %w: not a boltstore file (no bbolt header)", path, ErrUnsupportedFormat)
 	case meta == nil:
