@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync"
 
 	"github.com/ehcheckpoints/boltstore/internal/fsync"
 	bolt "go.etcd.io/bbolt"
@@ -85,7 +86,9 @@ func readCommitRecord(f *os.File, slot uint64, pageSize int) (r commitRecord, ok
 	if capacity <= 0 {
 		return r, false
 	}
-	b := make([]byte, commitRecordHeader+capacity*commitRecordEntry+4)
+	buf := getPageBuffer(pageSize)
+	defer pageBuffers.Put(buf)
+	b := (*buf)[:commitRecordHeader+capacity*commitRecordEntry+4]
 	if _, err := f.ReadAt(b, int64(slot)*int64(pageSize)+commitRecordAt); err != nil {
 		return r, false
 	}
@@ -111,7 +114,9 @@ func readCommitRecord(f *os.File, slot uint64, pageSize int) (r commitRecord, ok
 // wrote. A page past the end of the file does not; a failure to read one
 // is an error, not a verdict.
 func (r commitRecord) pagesIntact(f *os.File, pageSize int) (bool, error) {
-	page := make([]byte, pageSize)
+	buf := getPageBuffer(pageSize)
+	defer pageBuffers.Put(buf)
+	page := *buf
 	for _, p := range r.pages {
 		_, err := f.ReadAt(page, int64(p.id)*int64(pageSize))
 		switch {
@@ -124,6 +129,20 @@ func (r commitRecord) pagesIntact(f *os.File, pageSize int) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// pageBuffers recycles the buffers commits read whole pages into: without
+// them those buffers are a third of what a checkpoint allocates.
+var pageBuffers sync.Pool
+
+// getPageBuffer returns a buffer of pageSize bytes from pageBuffers; give it
+// back with pageBuffers.Put.
+func getPageBuffer(pageSize int) *[]byte {
+	if buf, ok := pageBuffers.Get().(*[]byte); ok && len(*buf) == pageSize {
+		return buf
+	}
+	buf := make([]byte, pageSize)
+	return &buf
 }
 
 // metaTxID and metaPageSize read fields of a meta page newestMeta returned.
@@ -240,7 +259,9 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool) error {
 		}
 		r.flags = recordSynced
 	} else {
-		page := make([]byte, pageSize)
+		buf := getPageBuffer(pageSize)
+		defer pageBuffers.Put(buf)
+		page := *buf
 		for _, id := range written {
 			if _, err := f.ReadAt(page, int64(id)*int64(pageSize)); err != nil {
 				return err
