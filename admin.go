@@ -369,10 +369,11 @@ func countTree(b *bolt.Bucket) int {
 // Check verifies the whole file: bbolt's page structure, the format marker,
 // and the checksum and encoding of every record. It returns nil for a
 // healthy file, or the problems found (at most maxCheckProblems), each an
-// ErrCorrupt naming the file, joined with errors.Join.
+// ErrCorrupt naming the file, joined with errors.Join. Writes wait while it
+// runs; reads do not.
 func (s *Store) Check(ctx context.Context) error {
 	var problems []error
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.viewAlone(ctx, func(tx *bolt.Tx) error {
 		// bbolt's Check would crash on pages verifyPages rejects.
 		if damage, err := verifyPages(s.path, tx); err != nil {
 			return fileError(s.path, err)

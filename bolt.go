@@ -250,6 +250,28 @@ func contain(path string, fn func() error) (err error) {
 
 // view runs fn in a read transaction on the shared file.
 func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	return s.withDB(ctx, func(db *bolt.DB) error { return db.View(fn) })
+}
+
+// viewAlone runs fn in a transaction that no commit runs alongside: a
+// write transaction, rolled back. bbolt's Check in a read transaction reads
+// the freelist while a commit may change it, which ends the process, and
+// the page walk reads the newest meta page from the file, which must be
+// the transaction's own.
+func (s *Store) viewAlone(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	return s.withDB(ctx, func(db *bolt.DB) error {
+		tx, err := db.Begin(true)
+		if err != nil {
+			return err
+		}
+		// Also on a panic: the transaction holds bbolt's writer lock.
+		defer func() { _ = tx.Rollback() }()
+		return fn(tx)
+	})
+}
+
+// withDB runs fn on the shared file's DB, containing bbolt's panics.
+func (s *Store) withDB(ctx context.Context, fn func(db *bolt.DB) error) error {
 	if err := ctx.Err(); err != nil {
 		return fileError(s.path, err)
 	}
@@ -258,7 +280,7 @@ func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 		return err
 	}
 	defer s.lease.release()
-	err = contain(s.path, func() error { return db.View(fn) })
+	err = contain(s.path, func() error { return fn(db) })
 	if errors.Is(err, ErrCorrupt) {
 		s.lease.discard()
 	}
