@@ -552,8 +552,8 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) {
 		// reopen it for the next batch.
 		s.lease.discard()
 		if !errors.Is(err, ErrCorrupt) {
-			// Usually nothing was stored; only if the disk failed after
-			// bbolt wrote its meta page can the commit survive a reopen.
+			// commitDurably reverted the commit, if it got as far as the
+			// file; only if that revert fails too can it survive a reopen.
 			err = fmt.Errorf("%s: commit failed; its writes are not acknowledged: %w", s.path, err)
 		}
 		for _, op := range taken {

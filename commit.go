@@ -201,22 +201,38 @@ func recoverTornCommit(path string, f *os.File) error {
 		return fmt.Errorf("%s: checking the last commit: %w", path, err)
 	}
 	if torn {
-		txid, pageSize := metaTxID(newest), metaPageSize(newest)
-		zero := make([]byte, 8)
-		if _, err := f.WriteAt(zero, int64(txid%2)*int64(pageSize)+metaChecksumAt); err != nil {
+		if err := invalidateMeta(f, newest); err != nil {
 			return fmt.Errorf("%s: falling back from an incomplete commit: %w", path, err)
 		}
 	}
-	if err := fsync.Fdatasync(f); err != nil {
+	if err := syncData(f); err != nil {
 		return fmt.Errorf("%s: syncing the file before using it: %w", path, err)
 	}
 	return nil
 }
 
+// invalidateMeta zeroes the checksum of the meta page newestMeta returned,
+// so that bbolt opens the file at the commit before it.
+func invalidateMeta(f *os.File, meta []byte) error {
+	txid, pageSize := metaTxID(meta), metaPageSize(meta)
+	_, err := f.WriteAt(make([]byte, 8), int64(txid%2)*int64(pageSize)+metaChecksumAt)
+	return err
+}
+
+// syncData is fsync.Fdatasync; tests replace it to make syncs fail.
+var syncData = fsync.Fdatasync
+
 // commitDurably commits tx on the file f, which bbolt has open, and
-// returns once the commit is on disk (or, with noSync, written).
-func commitDurably(tx *bolt.Tx, f *os.File, noSync bool) error {
+// returns once the commit is on disk (or, with noSync, written). A commit
+// that fails after bbolt wrote its meta page is reverted (revertCommit).
+func commitDurably(tx *bolt.Tx, f *os.File, noSync bool) (err error) {
 	db := tx.DB()
+	txid := uint64(tx.ID())
+	defer func() {
+		if err != nil {
+			revertCommit(f, txid)
+		}
+	}()
 	before, _ := newestMeta(f)
 	if before == nil {
 		return errors.New("no valid meta page before the commit")
@@ -253,7 +269,7 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool) error {
 	if !recorded || len(written) > recordCapacity(pageSize) {
 		// The pages go to disk before a record vouches for them.
 		if !noSync && recorded {
-			if err := fsync.Fdatasync(f); err != nil {
+			if err := syncData(f); err != nil {
 				return err
 			}
 		}
@@ -275,7 +291,23 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool) error {
 	if noSync {
 		return nil
 	}
-	return fsync.Fdatasync(f)
+	return syncData(f)
+}
+
+// revertCommit invalidates the meta page of the failed commit txid, if
+// bbolt wrote it, so that the file opens at the commit before it. Left in
+// place, the commit would survive in the page cache, and the next open
+// would find it whole and keep it: yet after a failed fdatasync Linux
+// marks the pages clean, so a second sync succeeds without writing them,
+// and later commits would rest on pages the disk may never have received.
+// The revert itself is best effort: the commit already failed, and the
+// lease recovers the file before its next use.
+func revertCommit(f *os.File, txid uint64) {
+	if newest, _ := newestMeta(f); newest != nil && metaTxID(newest) == txid {
+		if invalidateMeta(f, newest) == nil {
+			_ = syncData(f)
+		}
+	}
 }
 
 // writtenPages returns the pages a commit wrote: those it allocated, which

@@ -3,14 +3,17 @@ package boltstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	"github.com/ehcheckpoints/boltstore/internal/fsync"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -209,5 +212,59 @@ func TestFormatOneIsUpgradedOnFirstCommit(t *testing.T) {
 	s = openTestStore(t, path, nil)
 	if cps := listCheckpoints(t, s, testNS, testHub, testGroup); len(cps) != 1 || *cps[0].SequenceNumber != 8 {
 		t.Fatalf("checkpoints after the upgrade: %+v", cps)
+	}
+}
+
+// TestFailedSyncIsReverted makes a commit's fdatasync fail, as a disk error
+// does. The commit is then in the page cache, whole, and on Linux a second
+// sync reports success without writing it; the store must undo the commit
+// rather than build on it: the caller was told it failed, and from then on
+// the store, and a store opened afresh, must show the value before it.
+func TestFailedSyncIsReverted(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	s := openTestStore(t, path, nil)
+	set := func(s *Store, seq int64) error { return s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil) }
+	stored := func(s *Store) int64 {
+		t.Helper()
+		cps, err := s.ListCheckpoints(ctx, testNS, testHub, testGroup, nil)
+		if err != nil || len(cps) != 1 {
+			t.Fatalf("ListCheckpoints: %v, %d checkpoints", err, len(cps))
+		}
+		return *cps[0].SequenceNumber
+	}
+	if err := set(s, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	failures := 1
+	syncData = func(f *os.File) error {
+		if failures > 0 {
+			failures--
+			return syscall.EIO
+		}
+		return fsync.Fdatasync(f)
+	}
+	t.Cleanup(func() { syncData = fsync.Fdatasync })
+	if err := set(s, 2); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("SetCheckpoint whose sync failed: got %v, want EIO", err)
+	}
+	if got := stored(s); got != 1 {
+		t.Errorf("after the failed commit the store shows sequence number %d, want 1", got)
+	}
+	if got := stored(openTestStore(t, path, nil)); got != 1 {
+		t.Errorf("a store opened after the failed commit shows sequence number %d, want 1", got)
+	}
+
+	if err := set(s, 3); err != nil {
+		t.Fatalf("SetCheckpoint after the failed one: %v", err)
+	}
+	s.Close()
+	s = openTestStore(t, path, nil)
+	if got := stored(s); got != 3 {
+		t.Errorf("after reopening, sequence number %d, want 3", got)
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Error(err)
 	}
 }
