@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ehcheckpoints/boltstore/internal/fsync"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -506,21 +507,11 @@ func writeNewFile(dest string, fill func(tmp string) error) error {
 	if err := fill(tmp); err != nil {
 		return err
 	}
-	if err := syncFile(tmp); err != nil {
+	if err := fsync.Path(tmp); err != nil {
 		return err
 	}
 	if err := os.Link(tmp, dest); err != nil {
 		return err
 	}
-	return syncDir(dir)
-}
-
-// syncFile makes a file's contents durable.
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return fsync.Path(dir)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	"github.com/ehcheckpoints/boltstore/internal/fsync"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -166,11 +167,8 @@ func createIfMissing(path string) error {
 	if err := os.Link(tmpPath, path); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return syncDir(dir)
+	return fsync.Path(dir)
 }
-
-// syncDir makes a new directory entry durable.
-func syncDir(dir string) error { return syncFile(dir) }
 
 // Path returns the store file's path as given to Open.
 func (s *Store) Path() string { return s.path }

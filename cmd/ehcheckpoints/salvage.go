@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/ehcheckpoints/boltstore"
+	"github.com/ehcheckpoints/boltstore/internal/fsync"
 	"github.com/spf13/cobra"
 )
 
@@ -31,8 +33,10 @@ again from the processors' configured start position.`,
 		Args:    exactArgs("FILE", "DEST"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, dest := args[0], args[1]
-			if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("%s: already exists; salvage writes a new file", dest)
+			if _, err := os.Lstat(dest); err == nil {
+				return fmt.Errorf("%s: %w", dest, errDestExists)
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), cliLockTimeout)
 			records, lost, err := boltstore.Salvage(ctx, src)
@@ -61,10 +65,21 @@ again from the processors' configured start position.`,
 	}
 }
 
-// writeSalvaged creates the store file dest holding records, removing it
-// again if that fails.
+var errDestExists = errors.New("already exists; salvage writes a new file")
+
+// writeSalvaged creates the store file dest holding records. It builds the
+// store in a directory of its own next to dest and links it into place
+// once complete, so dest is either absent or whole, and a file that
+// appeared at dest meanwhile is neither overwritten nor removed.
 func writeSalvaged(ctx context.Context, dest string, records []boltstore.Record) error {
-	s, err := openStore(dest, true)
+	dir := filepath.Dir(dest)
+	tmpDir, err := os.MkdirTemp(dir, "."+filepath.Base(dest)+".salvage-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmpDir)
+	tmp := filepath.Join(tmpDir, filepath.Base(dest))
+	s, err := openStore(tmp, true)
 	if err != nil {
 		return err
 	}
@@ -73,7 +88,12 @@ func writeSalvaged(ctx context.Context, dest string, records []boltstore.Record)
 		err = closeErr
 	}
 	if err != nil {
-		os.Remove(dest)
+		return err
 	}
-	return err
+	if err := os.Link(tmp, dest); errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s: %w", dest, errDestExists)
+	} else if err != nil {
+		return err
+	}
+	return fsync.Path(dir)
 }

@@ -43,7 +43,7 @@ func OpenFloor(dir string) (*Floor, error) {
 		fl.Close()
 		return nil, err
 	}
-	if err := syncDir(filepath.Dir(f.Name())); err != nil {
+	if err := fsync.Path(filepath.Dir(f.Name())); err != nil {
 		fl.Close()
 		return nil, err
 	}
@@ -70,13 +70,4 @@ func (fl *Floor) Close() error {
 		err = rmErr
 	}
 	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
