@@ -39,6 +39,9 @@ import (
 // Only a file whose previous commit has a record is held to this: a file
 // last written by an older boltstore, by a backup or by compaction is
 // trusted as bbolt would trust it, and its next commit syncs the bbolt way.
+// Recovery runs before the format marker can be read, so a later format
+// that changes what a record means must also change commitRecordMagic:
+// this version then trusts that format's commits instead of undoing them.
 const (
 	commitRecordAt     = metaEnd + 48 // leaves room for bbolt's meta to grow
 	commitRecordMagic  = 0xB057C0DE
