@@ -2,13 +2,17 @@ package boltstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	"github.com/ehcheckpoints/boltstore/internal/fsync"
 )
 
 // Check in a process whose processors keep writing: bbolt's own check, run
@@ -53,5 +57,49 @@ func TestCheckWhileWriting(t *testing.T) {
 	wg.Wait()
 	if err := s.Check(ctx); err != nil {
 		t.Errorf("Check after the writers: %v", err)
+	}
+}
+
+// A commit whose sync fails is reverted after bbolt has let go of its
+// writer lock. Check must see the file either before that commit or after
+// its revert, on a DB reopened at the commit before: never the revert
+// happening beneath it, which made it report damage that was not there.
+func TestCheckBesideAFailedCommit(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t, filepath.Join(t.TempDir(), "cp.db"), nil)
+	t.Cleanup(func() { syncData = fsync.Fdatasync })
+	// Enough records that Check takes a while, for the revert to land in it.
+	var claims []azeventhubs.Ownership
+	for p := range 5000 {
+		claims = append(claims, ownership(fmt.Sprint(p), "owner", nil))
+	}
+	if _, err := s.ClaimOwnership(ctx, claims, nil); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 20 {
+		seq := int64(round)
+		if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
+			t.Fatal(err)
+		}
+		syncing, fail := make(chan struct{}), make(chan struct{})
+		syncData = func(*os.File) error {
+			syncData = fsync.Fdatasync
+			close(syncing)
+			<-fail
+			return syscall.EIO
+		}
+		failed := make(chan error)
+		go func() { failed <- s.SetCheckpoint(ctx, checkpoint("1", nil, &seq), nil) }()
+		<-syncing
+		checked := make(chan error)
+		go func() { checked <- s.Check(ctx) }()
+		time.Sleep(time.Duration(round%5) * 200 * time.Microsecond) // Check under way
+		close(fail)
+		if err := <-failed; !errors.Is(err, syscall.EIO) {
+			t.Fatalf("round %d: SetCheckpoint whose sync failed: %v", round, err)
+		}
+		if err := <-checked; err != nil {
+			t.Fatalf("round %d: Check beside the failed commit: %v", round, err)
+		}
 	}
 }

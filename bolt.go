@@ -259,15 +259,28 @@ func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 // the page walk reads the newest meta page from the file, which must be
 // the transaction's own.
 func (s *Store) viewAlone(ctx context.Context, fn func(tx *bolt.Tx) error) error {
-	return s.withDB(ctx, func(db *bolt.DB) error {
-		tx, err := db.Begin(true)
-		if err != nil {
+	for {
+		discarded := false
+		err := s.withDB(ctx, func(db *bolt.DB) error {
+			s.committer.inCommit.Lock()
+			defer s.committer.inCommit.Unlock()
+			// A failed commit, reverted in the file, leaves this DB's
+			// memory ahead of it: run on the DB reopened from the file.
+			if discarded = s.lease.discarding(db); discarded {
+				return nil
+			}
+			tx, err := db.Begin(true)
+			if err != nil {
+				return err
+			}
+			// Also on a panic: the transaction holds bbolt's writer lock.
+			defer func() { _ = tx.Rollback() }()
+			return fn(tx)
+		})
+		if !discarded {
 			return err
 		}
-		// Also on a panic: the transaction holds bbolt's writer lock.
-		defer func() { _ = tx.Rollback() }()
-		return fn(tx)
-	})
+	}
 }
 
 // withDB runs fn on the shared file's DB, containing bbolt's panics.
@@ -363,6 +376,12 @@ type committer struct {
 	leading bool // a goroutine is committing the queue
 	closed  bool
 	idle    *sync.Cond // signalled when leading becomes false
+
+	// inCommit is held from a batch's write transaction until its commit
+	// is on disk, or reverted and its DB discarded. bbolt's writer lock
+	// ends earlier, when the pages are written; viewAlone takes this to
+	// see no commit half done.
+	inCommit sync.Mutex
 }
 
 func newCommitter(s *Store) *committer {
@@ -522,6 +541,8 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) {
 		return
 	}
 	results := make([]error, len(taken))
+	c.inCommit.Lock()
+	defer c.inCommit.Unlock()
 	err := contain(s.path, func() error {
 		tx, err := db.Begin(true)
 		if err != nil {

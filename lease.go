@@ -285,6 +285,14 @@ func (l *lease) discard() {
 	}
 }
 
+// discarding reports whether db is no longer the DB new calls get: it is
+// being closed, after a failed commit or to hand the file over.
+func (l *lease) discarding(db *bolt.DB) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.db != db || l.draining
+}
+
 // janitor watches a held DB: it hands the file over when another process
 // waits, or when the store has been idle for idleRelease.
 func (l *lease) janitor(db *bolt.DB) {
