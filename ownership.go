@@ -1,7 +1,9 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"strings"
 	"time"
@@ -31,14 +33,16 @@ func (s *Store) ClaimOwnership(ctx context.Context, ownerships []azeventhubs.Own
 	}
 	keys := make([]byte, 0, keyBytes)
 	for i, o := range ownerships {
-		if err := checkOwnership(o); err != nil {
+		// The claims of one call are nearly always of one group: check,
+		// fold and checksum its coordinates once.
+		repeated := i > 0 && sameGroup(ownerships[i-1], o)
+		if err := checkOwnership(o, !repeated); err != nil {
 			return nil, fmt.Errorf("%s: ownerships[%d] (%s): %w", s.path, i, coordinates(o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup, o.PartitionID), err)
 		}
 		c := &claims[i]
 		c.ownership = o
-		// The claims of one call are nearly always of one group: fold its
-		// coordinates and checksum them once.
-		if p := &claims[max(i-1, 0)]; i > 0 && sameGroup(p.ownership, o) {
+		if repeated {
+			p := &claims[i-1]
 			c.group, c.prefix = p.group, p.prefix
 		} else {
 			c.group = newGroupKey(o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup)
@@ -50,6 +54,7 @@ func (s *Store) ClaimOwnership(ctx context.Context, ownerships []azeventhubs.Own
 	}
 	claimed := make([]azeventhubs.Ownership, 0, len(claims))
 	etags := make([]azcore.ETag, len(claims))
+	fresh := newETags(len(claims)) // made here, not in the shared transaction
 	err := s.committer.write(ctx, func(w *writeTx) (error, error) {
 		claimed = claimed[:0]
 		if err := s.decideClaims(w.Tx, claims); err != nil {
@@ -70,7 +75,7 @@ func (s *Store) ClaimOwnership(ctx context.Context, ownerships []azeventhubs.Own
 				}
 				bFor = i
 			}
-			rec := ownershipRecord{ownerID: c.ownership.OwnerID, etag: uuid.NewString(), modified: now.UnixNano()}
+			rec := ownershipRecord{ownerID: c.ownership.OwnerID, etag: fresh[i], modified: now.UnixNano()}
 			if err := b.Put(c.partitionKey, w.enc.ownership(c.prefix, c.partitionKey, rec)); err != nil {
 				return nil, err
 			}
@@ -161,9 +166,27 @@ func (s *Store) decideClaims(tx *bolt.Tx, claims []claim) error {
 	return nil
 }
 
-func checkOwnership(o azeventhubs.Ownership) error {
-	if err := checkGroup(o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup); err != nil {
-		return err
+// newETags returns n fresh etags, random (version 4) UUIDs, from one read
+// of the system's randomness rather than n.
+func newETags(n int) []string {
+	random := make([]byte, 16*n)
+	_, _ = rand.Read(random) // crypto/rand.Read does not fail
+	source := bytes.NewReader(random)
+	etags := make([]string, n)
+	for i := range etags {
+		id, _ := uuid.NewRandomFromReader(source) // reads 16 of the bytes above
+		etags[i] = id.String()
+	}
+	return etags
+}
+
+// checkOwnership validates a claim; its consumer group's coordinates only
+// with checkCoordinates, as the previous claim's are already checked.
+func checkOwnership(o azeventhubs.Ownership, checkCoordinates bool) error {
+	if checkCoordinates {
+		if err := checkGroup(o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup); err != nil {
+			return err
+		}
 	}
 	if err := checkName("PartitionID", o.PartitionID, true); err != nil {
 		return err
