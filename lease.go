@@ -366,6 +366,8 @@ func (l *lease) wakeLocked() {
 }
 
 // close stops admitting users and closes the DB once the last one is done.
+// It returns once the file is let go of: after the calls still using the
+// DB, and an open under way, are done.
 func (l *lease) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -374,4 +376,10 @@ func (l *lease) close() {
 		l.closeDBLocked()
 	}
 	l.wakeLocked()
+	for l.db != nil || l.acquiring {
+		changed := l.changed
+		l.mu.Unlock()
+		<-changed
+		l.mu.Lock()
+	}
 }

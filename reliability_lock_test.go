@@ -17,6 +17,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	"github.com/ehcheckpoints/boltstore/internal/filelock"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 )
@@ -355,4 +356,42 @@ func relBusyStore(t *testing.T, args []string) {
 	}
 	wg.Wait()
 	relPrintf(fmt.Sprintf("writes %d", writes))
+}
+
+// TestCloseLetsGoOfTheFile: when Close returns, the file is free for the
+// next process, also when a call was still reading it (Close used to leave
+// that call to close the file after it).
+func TestCloseLetsGoOfTheFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	s := openTestStore(t, path, nil)
+	// Enough records that Check, the call Close races, takes a while.
+	var claims []azeventhubs.Ownership
+	for p := range 5000 {
+		claims = append(claims, ownership(strconv.Itoa(p), "owner", nil))
+	}
+	if _, err := s.ClaimOwnership(ctx, claims, nil); err != nil {
+		t.Fatal(err)
+	}
+	probe, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	for round := range 20 {
+		s := openTestStore(t, path, nil)
+		checked := make(chan error)
+		go func() { checked <- s.Check(ctx) }()
+		time.Sleep(time.Duration(round%4) * 500 * time.Microsecond) // Check under way, mostly
+		s.Close()
+		if err := filelock.TryLock(probe); err != nil {
+			t.Fatalf("round %d: after Close returned the file was still locked: %v", round, err)
+		}
+		if err := filelock.Unlock(probe); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-checked; err != nil && !errors.Is(err, ErrClosed) {
+			t.Fatalf("round %d: Check beside Close: %v", round, err)
+		}
+	}
 }
