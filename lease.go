@@ -43,7 +43,9 @@ type lease struct {
 	handingOver bool
 	acquiring   bool
 	closed      bool
-	lastUsed    time.Time
+	// closing is closed by close, to stop an open that waits for the flock.
+	closing  chan struct{}
+	lastUsed time.Time
 	// handedOver is when the file was last given up to a waiting process.
 	handedOver time.Time
 	// changed is closed and replaced on every state change, to wake
@@ -96,6 +98,7 @@ func newLease(path string, opts *Options) *lease {
 		path:        path,
 		idleRelease: opts.IdleRelease,
 		changed:     make(chan struct{}),
+		closing:     make(chan struct{}),
 	}
 }
 
@@ -180,7 +183,11 @@ func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, 
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := waitForFlock(ctx, f, deadline, notBefore); err != nil {
+	err = waitForFlock(ctx, l.closing, f, deadline, notBefore)
+	if err == nil && l.isClosing() {
+		err = fileError(l.path, ErrClosed) // spare the recovery and checks
+	}
+	if err != nil {
 		f.Close()
 		return nil, nil, err
 	}
@@ -200,9 +207,20 @@ func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, 
 	return db, f, nil
 }
 
+// isClosing reports whether close has begun.
+func (l *lease) isClosing() bool {
+	select {
+	case <-l.closing:
+		return true
+	default:
+		return false
+	}
+}
+
 // waitForFlock takes the flock through f, announcing itself as a waiter
-// while it polls, not before notBefore and giving up at deadline.
-func waitForFlock(ctx context.Context, f *os.File, deadline, notBefore time.Time) error {
+// while it polls, not before notBefore and giving up at deadline, or with
+// ErrClosed once closing is closed (nil: never).
+func waitForFlock(ctx context.Context, closing <-chan struct{}, f *os.File, deadline, notBefore time.Time) error {
 	announced := false
 	defer func() {
 		if announced {
@@ -213,7 +231,7 @@ func waitForFlock(ctx context.Context, f *os.File, deadline, notBefore time.Time
 		// We just handed the file over; let the waiter take it first, and
 		// tell it now that we want the file back.
 		announced = filelock.AnnounceWaiter(f) == nil
-		if err := sleepCtx(ctx, wait); err != nil {
+		if err := pause(ctx, closing, wait); err != nil {
 			return fileError(f.Name(), err)
 		}
 	}
@@ -233,14 +251,16 @@ func waitForFlock(ctx context.Context, f *os.File, deadline, notBefore time.Time
 		if remaining <= 0 {
 			return lockTimeoutError(f.Name())
 		}
-		if err := sleepCtx(ctx, min(interval, remaining)); err != nil {
+		if err := pause(ctx, closing, min(interval, remaining)); err != nil {
 			return fileError(f.Name(), err)
 		}
 		interval = min(2*interval, maxPollInterval)
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// pause sleeps for d, or returns early with ctx's error or, once closing
+// is closed, ErrClosed.
+func pause(ctx context.Context, closing <-chan struct{}, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -248,6 +268,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-closing:
+		return ErrClosed
 	}
 }
 
@@ -371,6 +393,9 @@ func (l *lease) wakeLocked() {
 func (l *lease) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !l.closed {
+		close(l.closing)
+	}
 	l.closed = true
 	if l.users == 0 {
 		l.closeDBLocked()

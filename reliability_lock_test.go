@@ -395,3 +395,31 @@ func TestCloseLetsGoOfTheFile(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseStopsAWaitForTheFile: Close does not wait out a call that waits
+// for another process's lock; the call ends with ErrClosed.
+func TestCloseStopsAWaitForTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.db")
+	s := openTestStore(t, path, &Options{IdleRelease: time.Millisecond, LockTimeout: 20 * time.Second})
+	if err := relWaitUnlocked(path); err != nil {
+		t.Fatal(err)
+	}
+	other, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := filelock.TryLock(other); err != nil {
+		t.Fatal(err)
+	}
+	listed := make(chan error)
+	go func() {
+		_, err := s.ListOwnership(context.Background(), testNS, testHub, testGroup, nil)
+		listed <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the list is waiting for the lock
+	s.Close()
+	if err := <-listed; !errors.Is(err, ErrClosed) {
+		t.Fatalf("a list waiting for the file while the store closed: %v, want ErrClosed", err)
+	}
+}

@@ -33,7 +33,7 @@ func Salvage(ctx context.Context, path string) (records []Record, lost []error, 
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	if err := waitForFlock(ctx, f, deadline, time.Time{}); err != nil {
+	if err := waitForFlock(ctx, nil, f, deadline, time.Time{}); err != nil {
 		return nil, nil, err
 	}
 	_, sawMagic := newestMeta(f)
