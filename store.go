@@ -174,7 +174,8 @@ func createIfMissing(path string) error {
 func (s *Store) Path() string { return s.path }
 
 // Close commits queued writes, waits for running calls, and releases the
-// file. Calls after Close fail with ErrClosed. Close is safe to call twice.
+// file. Calls after Close, and reads still waiting for another process to
+// hand the file over, fail with ErrClosed. Close is safe to call twice.
 func (s *Store) Close() error {
 	s.committer.close()
 	s.lease.close()
