@@ -302,7 +302,7 @@ func (s *Store) withDB(ctx context.Context, fn func(db *bolt.DB) error) error {
 
 // Write operations are committed in groups: one goroutine at a time, the
 // leader, commits everything queued since its last commit in one
-// transaction and one pair of fsyncs. A caller that finds no leader leads
+// transaction and one fsync (commit.go). A caller that finds no leader leads
 // itself and commits its own write at once, without handing it to another
 // goroutine; callers arriving meanwhile queue up and share the next commit,
 // which a background goroutine runs once the first caller has its result.

@@ -30,7 +30,7 @@
 // writing. A Store therefore holds the file only while it uses it, under a
 // lease:
 //
-//   - The first call opens the file (a few tens of microseconds) and the
+//   - The first call opens the file (under a tenth of a millisecond) and the
 //     store keeps it open while calls keep coming, so a busy processor pays
 //     nothing per call for sharing.
 //   - A process that wants the file while another holds it polls the flock
@@ -39,7 +39,7 @@
 //     each commit and every quarter millisecond; when it sees one it stops
 //     admitting calls, finishes those in flight, closes the file and stays
 //     away for 0.3 ms so the waiter gets in. When two processes take turns
-//     on every call, each handover costs about a millisecond.
+//     on every call, each handover costs one to two and a half milliseconds.
 //   - A holder that is idle for Options.IdleRelease closes the file unasked.
 //     On systems without open-file-description locks (anything but Linux),
 //     this is the only way the file changes hands, so a continuously busy
@@ -52,8 +52,7 @@
 // # Writes
 //
 // SetCheckpoint and ClaimOwnership calls are committed in groups: one
-// transaction and one pair of fsyncs for everything queued since the last
-// commit. A lone caller commits its own write at once, in its own
+// transaction and one fsync for everything queued since the last commit. A lone caller commits its own write at once, in its own
 // goroutine; callers that arrive during a commit share the next one, which
 // a background goroutine runs. A caller whose input is invalid fails before
 // it is queued; one whose context ends before its write is taken is skipped
