@@ -72,6 +72,7 @@ const (
 	boltMagic       = 0xED0CDAED
 	metaOffset      = 16
 	metaPageSizeAt  = metaOffset + 8
+	metaRootAt      = metaOffset + 16 // the root bucket's page id
 	metaFreelistAt  = metaOffset + 32
 	metaHighWaterAt = metaOffset + 40
 	metaTxIDAt      = metaOffset + 48
@@ -127,7 +128,7 @@ func newestMeta(f *os.File) (newest []byte, sawMagic bool) {
 		if meta == nil || int64(binary.NativeEndian.Uint32(meta[metaPageSizeAt:])) != at {
 			continue
 		}
-		if newest == nil || binary.NativeEndian.Uint64(meta[metaTxIDAt:]) > binary.NativeEndian.Uint64(newest[metaTxIDAt:]) {
+		if newest == nil || metaTxID(meta) > metaTxID(newest) {
 			newest = meta
 		}
 		break

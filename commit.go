@@ -81,10 +81,14 @@ func (r commitRecord) encode() []byte {
 	return binary.NativeEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-// readCommitRecord reads the record in the meta page at slot (0 or 1) of a
-// file with pages of pageSize bytes; ok is false when there is none or it
-// is damaged.
-func readCommitRecord(f *os.File, slot uint64, pageSize int) (r commitRecord, ok bool) {
+// metaPageAt is the file offset of the meta page commit txid writes: bbolt
+// alternates between the first two pages.
+func metaPageAt(txid uint64, pageSize int) int64 { return int64(txid%2) * int64(pageSize) }
+
+// readCommitRecord reads the record of commit txid, in a file with pages of
+// pageSize bytes; ok is false when there is none, it is damaged, or the
+// meta page holds another commit's.
+func readCommitRecord(f *os.File, txid uint64, pageSize int) (r commitRecord, ok bool) {
 	capacity := recordCapacity(pageSize)
 	if capacity <= 0 {
 		return r, false
@@ -92,7 +96,7 @@ func readCommitRecord(f *os.File, slot uint64, pageSize int) (r commitRecord, ok
 	buf := getPageBuffer(pageSize)
 	defer pageBuffers.Put(buf)
 	b := (*buf)[:commitRecordHeader+capacity*commitRecordEntry+4]
-	if _, err := f.ReadAt(b, int64(slot)*int64(pageSize)+commitRecordAt); err != nil {
+	if _, err := f.ReadAt(b, metaPageAt(txid, pageSize)+commitRecordAt); err != nil {
 		return r, false
 	}
 	count := int(binary.NativeEndian.Uint32(b[16:]))
@@ -103,7 +107,9 @@ func readCommitRecord(f *os.File, slot uint64, pageSize int) (r commitRecord, ok
 	if crc32.Checksum(b[:end], castagnoli) != binary.NativeEndian.Uint32(b[end:]) {
 		return r, false
 	}
-	r.txid = binary.NativeEndian.Uint64(b[4:])
+	if r.txid = binary.NativeEndian.Uint64(b[4:]); r.txid != txid {
+		return r, false
+	}
 	r.flags = binary.NativeEndian.Uint32(b[12:])
 	r.pages = make([]pageSum, count)
 	for i := range r.pages {
@@ -167,15 +173,15 @@ func tornCommit(f *os.File) (newest []byte, torn bool, err error) {
 	if txid == 0 {
 		return newest, false, nil
 	}
-	previous := readMeta(f, int64(1-txid%2)*int64(pageSize))
+	previous := readMeta(f, metaPageAt(txid-1, pageSize))
 	if previous == nil || metaTxID(previous) != txid-1 {
 		return newest, false, nil // written whole by bbolt (a new file, a copy): trusted
 	}
-	if r, ok := readCommitRecord(f, (txid-1)%2, pageSize); !ok || r.txid != txid-1 {
+	if _, ok := readCommitRecord(f, txid-1, pageSize); !ok {
 		return newest, false, nil // not written with records: trusted, as bbolt would
 	}
-	r, ok := readCommitRecord(f, txid%2, pageSize)
-	if !ok || r.txid != txid {
+	r, ok := readCommitRecord(f, txid, pageSize)
+	if !ok {
 		return newest, true, nil
 	}
 	intact, err := r.pagesIntact(f, pageSize)
@@ -189,7 +195,7 @@ func openableMeta(f *os.File) ([]byte, error) {
 	if err != nil || !torn {
 		return newest, err
 	}
-	return readMeta(f, int64(1-metaTxID(newest)%2)*int64(metaPageSize(newest))), nil
+	return readMeta(f, metaPageAt(metaTxID(newest)-1, metaPageSize(newest))), nil
 }
 
 // recoverTornCommit runs before bbolt opens the file, under the flock. A
@@ -217,8 +223,7 @@ func recoverTornCommit(path string, f *os.File) error {
 // invalidateMeta zeroes the checksum of the meta page newestMeta returned,
 // so that bbolt opens the file at the commit before it.
 func invalidateMeta(f *os.File, meta []byte) error {
-	txid, pageSize := metaTxID(meta), metaPageSize(meta)
-	_, err := f.WriteAt(make([]byte, 8), int64(txid%2)*int64(pageSize)+metaChecksumAt)
+	_, err := f.WriteAt(make([]byte, 8), metaPageAt(metaTxID(meta), metaPageSize(meta))+metaChecksumAt)
 	return err
 }
 
@@ -245,8 +250,7 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool) (err error) {
 	if err != nil {
 		return err
 	}
-	prior, ok := readCommitRecord(f, metaTxID(before)%2, pageSize)
-	recorded := ok && prior.txid == metaTxID(before)
+	_, recorded := readCommitRecord(f, metaTxID(before), pageSize)
 	// Without a record before it, the file is trusted as bbolt writes it,
 	// so this commit must be ordered the bbolt way; it also marks the file
 	// as one whose commits carry records.
@@ -259,15 +263,15 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool) (err error) {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	after, _ := newestMeta(f)
-	if after == nil || metaTxID(after) != metaTxID(before)+1 {
-		return errors.New("the commit's meta page is not the newest after it")
+	after := readMeta(f, metaPageAt(txid, pageSize))
+	if after == nil || metaTxID(after) != txid {
+		return errors.New("the commit's meta page is not where it belongs after it")
 	}
 	freeAfter, err := readFreelist(f, after)
 	if err != nil {
 		return err
 	}
-	r := commitRecord{txid: metaTxID(after)}
+	r := commitRecord{txid: txid}
 	written := writtenPages(freeBefore.ids, metaHighWater(before), freeAfter.ids, metaHighWater(after))
 	if !recorded || len(written) > recordCapacity(pageSize) {
 		// The pages go to disk before a record vouches for them.
@@ -288,7 +292,7 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool) (err error) {
 			r.pages = append(r.pages, pageSum{id: id, sum: crc32.Checksum(page, castagnoli)})
 		}
 	}
-	if _, err := f.WriteAt(r.encode(), int64(r.txid%2)*int64(pageSize)+commitRecordAt); err != nil {
+	if _, err := f.WriteAt(r.encode(), metaPageAt(txid, pageSize)+commitRecordAt); err != nil {
 		return err
 	}
 	if noSync {

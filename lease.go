@@ -2,7 +2,6 @@ package boltstore
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -42,8 +41,8 @@ type lease struct {
 	// store then gives a head start.
 	handingOver bool
 	acquiring   bool
-	closed      bool
-	// closing is closed by close, to stop an open that waits for the flock.
+	// closing is closed by close: no new users, and an open that waits for
+	// the flock stops.
 	closing  chan struct{}
 	lastUsed time.Time
 	// handedOver is when the file was last given up to a waiting process.
@@ -77,7 +76,7 @@ func observeFile(f *os.File) (fileState, bool) {
 	if meta == nil {
 		return fileState{}, false
 	}
-	return fileState{size: info.Size(), mtime: info.ModTime(), txid: binary.NativeEndian.Uint64(meta[metaTxIDAt:])}, true
+	return fileState{size: info.Size(), mtime: info.ModTime(), txid: metaTxID(meta)}, true
 }
 
 // changedOutsideCommits reports whether the file went from was to now in a
@@ -115,7 +114,7 @@ func (l *lease) acquire(ctx context.Context, deadline time.Time) (*bolt.DB, erro
 	for {
 		l.mu.Lock()
 		switch {
-		case l.closed:
+		case l.isClosing():
 			l.mu.Unlock()
 			return nil, fileError(l.path, ErrClosed)
 		case l.db != nil && !l.draining:
@@ -160,7 +159,7 @@ func (l *lease) open(ctx context.Context, deadline, notBefore time.Time, left *f
 	if err != nil {
 		return nil, err
 	}
-	if l.closed {
+	if l.isClosing() {
 		// Close ran while the lock was being taken.
 		_ = db.Close()
 		return nil, fileError(l.path, ErrClosed)
@@ -207,7 +206,8 @@ func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, 
 	return db, f, nil
 }
 
-// isClosing reports whether close has begun.
+// isClosing reports whether close has begun. Callers that hold mu see it
+// as close left it: close closes the channel under mu.
 func (l *lease) isClosing() bool {
 	select {
 	case <-l.closing:
@@ -287,7 +287,7 @@ func (l *lease) release() {
 	defer l.mu.Unlock()
 	l.users--
 	l.lastUsed = time.Now()
-	if l.users == 0 && (l.draining || l.closed) {
+	if l.users == 0 && (l.draining || l.isClosing()) {
 		l.closeDBLocked()
 	}
 }
@@ -393,10 +393,9 @@ func (l *lease) wakeLocked() {
 func (l *lease) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.closed {
+	if !l.isClosing() {
 		close(l.closing)
 	}
-	l.closed = true
 	if l.users == 0 {
 		l.closeDBLocked()
 	}

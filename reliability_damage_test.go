@@ -521,7 +521,7 @@ func relLastCommitPages(data []byte) map[int]bool {
 	}
 	pages := map[int]bool{}
 	if meta, _ := newestMeta(f); meta != nil {
-		if r, ok := readCommitRecord(f, metaTxID(meta)%2, metaPageSize(meta)); ok {
+		if r, ok := readCommitRecord(f, metaTxID(meta), metaPageSize(meta)); ok {
 			for _, p := range r.pages {
 				pages[int(p.id)] = true
 			}

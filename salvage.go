@@ -46,8 +46,8 @@ func Salvage(ctx context.Context, path string) (records []Record, lost []error, 
 	case meta == nil:
 		return nil, nil, corruptError(path, "both bbolt meta pages are damaged; nothing leads to the records")
 	}
-	s := &salvager{pageReader: newPageReader(f, int(binary.NativeEndian.Uint32(meta[metaPageSizeAt:])), binary.NativeEndian.Uint64(meta[metaHighWaterAt:]))}
-	s.walk(binary.NativeEndian.Uint64(meta[metaOffset+16:]), nil, 0)
+	s := &salvager{pageReader: newPageReader(f, metaPageSize(meta), metaHighWater(meta))}
+	s.walk(binary.NativeEndian.Uint64(meta[metaRootAt:]), nil, 0)
 	for i, e := range s.lost {
 		s.lost[i] = fmt.Errorf("%s: %w", path, e)
 	}
