@@ -450,21 +450,21 @@ func (c *committer) stopLeadingLocked() {
 }
 
 // drain leads until the queue is empty. Callers whose writes the last
-// commit finished are waking up to send their next ones; yielding while
-// the queue still grows lets them join the next commit instead of
-// splitting into two half-full ones. It waits for runnable goroutines
-// only, never for a timer, so no write waits for nothing.
+// commit finished are waking up to send their next ones, and a commit
+// costs the same for one write as for thirty: so drain waits for as many
+// writes as the last commit had, but no longer than a quarter of that
+// commit's time, rather than splitting the writers into two half-full
+// commits that stay out of step. It then yields while the queue still
+// grows. It waits for runnable goroutines only, so a write that nobody
+// else's would join never waits: a caller that finds no leader commits
+// its write itself, at once.
 func (c *committer) drain() {
+	var (
+		expected   int           // writes in the last commit
+		lastCommit time.Duration // how long it took
+	)
 	for {
-		queued := c.queued()
-		for idle, yields := 0, 0; idle < gatherIdleYields && yields < maxGatherYields; yields++ {
-			runtime.Gosched()
-			if now := c.queued(); now != queued {
-				queued, idle = now, 0
-			} else {
-				idle++
-			}
-		}
+		c.gather(expected, lastCommit/gatherShareOfCommit)
 		c.mu.Lock()
 		batch := c.queue
 		c.queue = nil
@@ -474,15 +474,35 @@ func (c *committer) drain() {
 			return
 		}
 		c.mu.Unlock()
+		start := time.Now()
 		c.commit(context.Background(), batch)
+		expected, lastCommit = len(batch), time.Since(start)
 	}
 }
 
-// drain stops gathering after gatherIdleYields yields in a row that
-// brought no write, or maxGatherYields in all.
+// gather yields until expected writes are queued or patience has passed,
+// and then until the queue stops growing: gatherIdleYields yields in a
+// row that brought no write, or maxGatherYields in all.
+func (c *committer) gather(expected int, patience time.Duration) {
+	queued := c.queued()
+	for start := time.Now(); queued < expected && time.Since(start) < patience; {
+		runtime.Gosched()
+		queued = c.queued()
+	}
+	for idle, yields := 0, 0; idle < gatherIdleYields && yields < maxGatherYields; yields++ {
+		runtime.Gosched()
+		if now := c.queued(); now != queued {
+			queued, idle = now, 0
+		} else {
+			idle++
+		}
+	}
+}
+
 const (
-	gatherIdleYields = 2
-	maxGatherYields  = 64
+	gatherShareOfCommit = 4
+	gatherIdleYields    = 2
+	maxGatherYields     = 64
 )
 
 func (c *committer) queued() int {
