@@ -117,6 +117,30 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
+func TestSteadyRateCountsOnlyWhileAllCall(t *testing.T) {
+	at := func(ms ...int) []time.Time {
+		base := time.Unix(0, 0)
+		var ts []time.Time
+		for _, m := range ms {
+			ts = append(ts, base.Add(time.Duration(m)*time.Millisecond))
+		}
+		return ts
+	}
+	// Worker 1 starts late and worker 0 stops early: all call from 3 to
+	// 10 ms, and 5 calls end in (3, 10].
+	r, ok := steadyRate([][]time.Time{at(1, 2, 4, 6, 10), at(3, 5, 9, 12, 14)})
+	if !ok || r.calls != 5 || r.took != 7*time.Millisecond {
+		t.Errorf("steadyRate = %d calls in %v (ok %v), want 5 in 7ms", r.calls, r.took, ok)
+	}
+	// Workers that never overlap leave nothing to measure.
+	if _, ok := steadyRate([][]time.Time{at(1, 2), at(3, 4)}); ok {
+		t.Error("steadyRate measured workers that never called at the same time")
+	}
+	if _, ok := steadyRate([][]time.Time{at(1, 2), nil}); ok {
+		t.Error("steadyRate measured a worker that made no call")
+	}
+}
+
 func TestShareSplitsEvenly(t *testing.T) {
 	for _, n := range []int{1, 7, 10, 1001} {
 		sum := 0

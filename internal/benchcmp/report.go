@@ -71,7 +71,8 @@ type Result struct {
 	P50 time.Duration `json:"p50_ns"`
 	P90 time.Duration `json:"p90_ns"`
 	// OpsPerSec is calls per second: for one caller the inverse of the
-	// mean call, for concurrent workers calls over wall time.
+	// mean call, for concurrent workers the calls that ended while all of
+	// them were calling, over that time (parallelChunk).
 	OpsPerSec float64 `json:"ops_per_sec"`
 	// AllocsPerOp and BytesPerOp are heap allocations per call, counted
 	// over the whole process, background goroutines included.
