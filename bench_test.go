@@ -101,6 +101,37 @@ func BenchmarkFsyncFloor(b *testing.B) {
 	lat.report()
 }
 
+// BenchmarkFsyncEightPages is what the sync of a store commit costs the
+// disk: a commit writes eight pages, the meta page at the start of the file
+// and seven the freelist had free, which lie in a few separate runs. Each
+// run is its own write request, and requests, more than pages, are what
+// fdatasync waits for.
+func BenchmarkFsyncEightPages(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		pages []int64
+	}{
+		{"adjacent", []int64{1, 2, 3, 4, 5, 6, 7, 8}},
+		{"scattered", []int64{0, 4, 5, 10, 11, 12, 13, 16}}, // as a store commit wrote them
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			fl, err := benchcmp.OpenFloor(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer fl.Close()
+			b.ReportAllocs()
+			lat := newLatencies(b)
+			b.ResetTimer()
+			for range b.N {
+				lat.time(func() error { return fl.WritePages(bc.pages) })
+			}
+			b.StopTimer()
+			lat.report()
+		})
+	}
+}
+
 // BenchmarkBoltUpdate is a naive store's commit: bbolt's Update with one
 // Put into a top-level bucket, which bbolt keeps inline, so a commit writes
 // two pages and the meta page: the cheapest commit bbolt makes.
