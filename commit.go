@@ -35,6 +35,9 @@ import (
 // in native byte order, like bbolt's own fields. recordSynced marks a
 // commit whose pages were synced before its record was written: bbolt's own
 // two-sync commit, or one that wrote more pages than a record holds.
+// recordNextAcknowledged says that the commit after this one was
+// acknowledged (markAcknowledged), so that damage to it is not mistaken for
+// a commit cut short.
 //
 // Only a file whose previous commit has a record is held to this: a file
 // last written by an older boltstore, by a backup or by compaction is
@@ -48,6 +51,8 @@ const (
 	commitRecordHeader = 4 + 8 + 4 + 4
 	commitRecordEntry  = 8 + 4
 	recordSynced       = 1
+
+	recordNextAcknowledged = 2
 )
 
 // commitRecord is what the store knows of one commit's pages.
@@ -119,10 +124,10 @@ func readCommitRecord(f *os.File, txid uint64, pageSize int) (r commitRecord, ok
 	return r, true
 }
 
-// pagesIntact reports whether every page r lists holds what the commit
-// wrote. A page past the end of the file does not; a failure to read one
-// is an error, not a verdict.
-func (r commitRecord) pagesIntact(f *os.File, pageSize int) (bool, error) {
+// damagedPage returns the first page r lists that does not hold what the
+// commit wrote, or -1 if every one does. A page past the end of the file
+// does not; a failure to read one is an error, not a verdict.
+func (r commitRecord) damagedPage(f *os.File, pageSize int) (int64, error) {
 	buf := getPageBuffer(pageSize)
 	defer pageBuffers.Put(buf)
 	page := *buf
@@ -130,14 +135,14 @@ func (r commitRecord) pagesIntact(f *os.File, pageSize int) (bool, error) {
 		_, err := f.ReadAt(page, int64(p.id)*int64(pageSize))
 		switch {
 		case errors.Is(err, io.EOF):
-			return false, nil
+			return int64(p.id), nil
 		case err != nil:
-			return false, err
+			return -1, err
 		case crc32.Checksum(page, castagnoli) != p.sum:
-			return false, nil
+			return int64(p.id), nil
 		}
 	}
-	return true, nil
+	return -1, nil
 }
 
 // pageBuffers recycles the buffers commits read whole pages into: without
@@ -164,52 +169,76 @@ func metaHighWater(meta []byte) uint64 { return binary.NativeEndian.Uint64(meta[
 // the commit before it has a record. Such a commit was never acknowledged
 // (commitDurably returns after the sync), and the commit before it is
 // intact. It returns the newest meta page, nil if there is none.
-func tornCommit(f *os.File) (newest []byte, torn bool, err error) {
+//
+// A commit known to have been acknowledged (recordNextAcknowledged) is
+// never torn: if it does not match its record, or its meta page is gone,
+// the file was damaged after the commit, and damage describes how. Falling
+// back would silently lose the commit.
+func tornCommit(f *os.File) (newest []byte, torn bool, damage string, err error) {
 	newest, _ = newestMeta(f)
 	if newest == nil {
-		return nil, false, nil
+		return nil, false, "", nil
 	}
 	txid, pageSize := metaTxID(newest), metaPageSize(newest)
+	if r, ok := readCommitRecord(f, txid, pageSize); ok && r.flags&recordNextAcknowledged != 0 {
+		return newest, false, fmt.Sprintf("the meta page of commit %d, which was acknowledged, is damaged (page %d)", txid+1, metaPageAt(txid+1, pageSize)/int64(pageSize)), nil
+	}
 	if txid == 0 {
-		return newest, false, nil
+		return newest, false, "", nil
 	}
 	previous := readMeta(f, metaPageAt(txid-1, pageSize))
 	if previous == nil || metaTxID(previous) != txid-1 {
-		return newest, false, nil // written whole by bbolt (a new file, a copy): trusted
+		return newest, false, "", nil // written whole by bbolt (a new file, a copy): trusted
 	}
-	if _, ok := readCommitRecord(f, txid-1, pageSize); !ok {
-		return newest, false, nil // not written with records: trusted, as bbolt would
-	}
-	r, ok := readCommitRecord(f, txid, pageSize)
+	before, ok := readCommitRecord(f, txid-1, pageSize)
 	if !ok {
-		return newest, true, nil
+		return newest, false, "", nil // not written with records: trusted, as bbolt would
 	}
-	intact, err := r.pagesIntact(f, pageSize)
-	return newest, !intact, err
+	acknowledged := before.flags&recordNextAcknowledged != 0
+	r, ok := readCommitRecord(f, txid, pageSize)
+	switch {
+	case !ok && acknowledged:
+		return newest, false, fmt.Sprintf("the commit record of commit %d, which was acknowledged, is damaged (page %d)", txid, metaPageAt(txid, pageSize)/int64(pageSize)), nil
+	case !ok:
+		return newest, true, "", nil
+	}
+	bad, err := r.damagedPage(f, pageSize)
+	switch {
+	case err != nil || bad < 0:
+		return newest, false, "", err
+	case acknowledged:
+		return newest, false, fmt.Sprintf("page %d, written by commit %d, which was acknowledged, does not match its checksum", bad, txid), nil
+	}
+	return newest, true, "", nil
 }
 
 // openableMeta returns the meta page the store opens f at: the newest,
-// unless its commit is torn, and then the one before it.
-func openableMeta(f *os.File) ([]byte, error) {
-	newest, torn, err := tornCommit(f)
+// unless its commit is torn, and then the one before it. For a damaged
+// acknowledged commit it returns the newest intact meta page, for Salvage
+// to read what it can, and tornCommit's description of the damage.
+func openableMeta(f *os.File) (meta []byte, damage string, err error) {
+	newest, torn, damage, err := tornCommit(f)
 	if err != nil || !torn {
-		return newest, err
+		return newest, damage, err
 	}
-	return readMeta(f, metaPageAt(metaTxID(newest)-1, metaPageSize(newest))), nil
+	return readMeta(f, metaPageAt(metaTxID(newest)-1, metaPageSize(newest))), "", nil
 }
 
 // recoverTornCommit runs before bbolt opens the file, under the flock. A
 // torn newest commit (tornCommit) has its meta page invalidated, so that
-// bbolt opens the commit before it. Then the file is synced: a process
-// killed after writing a commit but before syncing it leaves the commit in
-// the page cache only, and the next commit's single sync must not be what
-// first puts it on disk, in any order.
+// bbolt opens the commit before it; a damaged acknowledged one is
+// ErrCorrupt. Then the file is synced: a process killed after writing a
+// commit but before syncing it leaves the commit in the page cache only,
+// and the next commit's single sync must not be what first puts it on
+// disk, in any order.
 func recoverTornCommit(path string, f *os.File) error {
-	newest, torn, err := tornCommit(f)
-	if err != nil {
+	newest, torn, damage, err := tornCommit(f)
+	switch {
+	case err != nil:
 		return fmt.Errorf("%s: checking the last commit: %w", path, err)
-	}
-	if torn {
+	case damage != "":
+		return corruptError(path, damage)
+	case torn:
 		if err := invalidateMeta(f, newest); err != nil {
 			return fmt.Errorf("%s: falling back from an incomplete commit: %w", path, err)
 		}
@@ -218,6 +247,33 @@ func recoverTornCommit(path string, f *os.File) error {
 		return fmt.Errorf("%s: syncing the file before using it: %w", path, err)
 	}
 	return nil
+}
+
+// markAcknowledged notes, in the record of the commit before the newest,
+// that the newest commit was acknowledged, and syncs the note. The lease
+// calls it when it lets go of a file whose commits it synced, so that
+// whoever opens the file next can tell damage to the newest commit from a
+// commit cut short by a crash, which only a crash before the note can
+// leave. The note lives in the other meta page, which damage to the newest
+// commit's meta page spares; the next commit overwrites it.
+func markAcknowledged(f *os.File) error {
+	newest, _ := newestMeta(f)
+	if newest == nil || metaTxID(newest) == 0 {
+		return nil
+	}
+	txid, pageSize := metaTxID(newest), metaPageSize(newest)
+	if _, ok := readCommitRecord(f, txid, pageSize); !ok {
+		return nil // not written with records: nothing to tell apart
+	}
+	before, ok := readCommitRecord(f, txid-1, pageSize)
+	if !ok || before.flags&recordNextAcknowledged != 0 {
+		return nil
+	}
+	before.flags |= recordNextAcknowledged
+	if _, err := f.WriteAt(before.encode(), metaPageAt(txid-1, pageSize)+commitRecordAt); err != nil {
+		return err
+	}
+	return syncData(f)
 }
 
 // invalidateMeta zeroes the checksum of the meta page newestMeta returned,

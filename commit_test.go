@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -266,5 +267,86 @@ func TestFailedSyncIsReverted(t *testing.T) {
 	}
 	if err := s.Check(ctx); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDamagedAcknowledgedCommitIsReported damages the newest commit of a
+// file its store closed: the store noted then that the commit had been
+// acknowledged, so Open must report the damage instead of falling back to
+// the commit before, which would silently lose a checkpoint. The same
+// damage to a copy taken before Close, without the note, still falls back:
+// it could be a crash during the commit's sync.
+func TestDamagedAcknowledgedCommitIsReported(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cp.db")
+	s := openTestStore(t, path, nil)
+	for seq := range int64(3) {
+		if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unnoted, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	noted, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest, _ := newestMeta(f)
+	txid, pageSize := metaTxID(newest), metaPageSize(newest)
+	last, ok := readCommitRecord(f, txid, pageSize)
+	f.Close()
+	if !ok || len(last.pages) == 0 {
+		t.Fatalf("the last commit has no record of its pages (%v)", ok)
+	}
+	dataPage := int(last.pages[0].id)
+	damages := []struct {
+		name, want string
+		at         int // byte offset to flip
+	}{
+		{"a page the commit wrote", fmt.Sprintf("page %d, written by commit %d", dataPage, txid), dataPage*pageSize + pageSize/2},
+		{"its meta page", fmt.Sprintf("meta page of commit %d", txid), int(metaPageAt(txid, pageSize)) + metaTxIDAt},
+		{"its commit record", fmt.Sprintf("commit record of commit %d", txid), int(metaPageAt(txid, pageSize)) + commitRecordAt + commitRecordHeader},
+	}
+	for _, d := range damages {
+		t.Run(d.name, func(t *testing.T) {
+			damaged := func(data []byte) string {
+				p := filepath.Join(t.TempDir(), "damaged.db")
+				data = bytes.Clone(data)
+				data[d.at] ^= 0x55
+				if err := os.WriteFile(p, data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return p
+			}
+			p := damaged(noted)
+			if ds, err := Open(p, nil); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), d.want) {
+				if err == nil {
+					ds.Close()
+				}
+				t.Errorf("Open of a file whose acknowledged last commit is damaged: %v, want ErrCorrupt naming %q", err, d.want)
+			}
+			// Salvage reads what is left and says what it lost.
+			if records, lost, err := Salvage(ctx, p); err != nil || len(lost) == 0 || !strings.Contains(lost[0].Error(), d.want) {
+				t.Errorf("Salvage: %d records, lost %v, %v; want the loss named first", len(records), lost, err)
+			}
+			// Without the note the same damage is a commit cut short.
+			ds, err := Open(damaged(unnoted), nil)
+			if err != nil {
+				t.Fatalf("Open without the note: %v", err)
+			}
+			defer ds.Close()
+			cps, err := ds.ListCheckpoints(ctx, testNS, testHub, testGroup, nil)
+			if err != nil || len(cps) != 1 || *cps[0].SequenceNumber != 1 {
+				t.Errorf("without the note: %v, %+v; want the commit before the last (sequence 1)", err, cps)
+			}
+		})
 	}
 }

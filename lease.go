@@ -57,6 +57,7 @@ type lease struct {
 	left      fileState
 	leftKnown bool
 	suspect   bool // the open DB saw a failed commit
+	noSync    bool // Options.NoSync: commits are not known to be on disk
 }
 
 // fileState is what the lease notes of the file when it lets go, to tell
@@ -96,6 +97,7 @@ func newLease(path string, opts *Options) *lease {
 	return &lease{
 		path:        path,
 		idleRelease: opts.IdleRelease,
+		noSync:      opts.NoSync,
 		changed:     make(chan struct{}),
 		closing:     make(chan struct{}),
 	}
@@ -364,6 +366,11 @@ func (l *lease) releaseAfterWrite() {
 func (l *lease) closeDBLocked() {
 	if l.db == nil {
 		return
+	}
+	if !l.suspect && !l.noSync {
+		// Best effort: without the note, damage to the newest commit
+		// looks like a crash cut it short, as it did before notes.
+		_ = markAcknowledged(l.file)
 	}
 	l.left, l.leftKnown = observeFile(l.file)
 	if l.suspect {

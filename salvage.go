@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -37,7 +38,7 @@ func Salvage(ctx context.Context, path string) (records []Record, lost []error, 
 		return nil, nil, err
 	}
 	_, sawMagic := newestMeta(f)
-	meta, err := openableMeta(f)
+	meta, damage, err := openableMeta(f)
 	switch {
 	case err != nil:
 		return nil, nil, fileError(path, err)
@@ -47,6 +48,9 @@ func Salvage(ctx context.Context, path string) (records []Record, lost []error, 
 		return nil, nil, corruptError(path, "both bbolt meta pages are damaged; nothing leads to the records")
 	}
 	s := &salvager{pageReader: newPageReader(f, metaPageSize(meta), metaHighWater(meta))}
+	if damage != "" {
+		s.lost = append(s.lost, errors.New(damage))
+	}
 	s.walk(binary.NativeEndian.Uint64(meta[metaRootAt:]), nil, 0)
 	for i, e := range s.lost {
 		s.lost[i] = fmt.Errorf("%s: %w", path, e)
