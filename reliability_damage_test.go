@@ -79,9 +79,13 @@ func relDamageCampaign(t *testing.T, mode string, scale int) {
 		}
 		start = next
 	}
-	t.Logf("damage summary: cases=%d correct=%d previous-commit=%d errors=%d wrong=%d bad-errors=%d check-missed=%d panics=%d hangs=%d crashes=%d leaks=%d",
-		len(cases), outcomes["correct"], outcomes["previous"], outcomes["error"], outcomes["wrong"], outcomes["bad-error"],
+	t.Logf("damage summary: cases=%d correct=%d errors=%d wrong=%d bad-errors=%d check-missed=%d panics=%d hangs=%d crashes=%d leaks=%d",
+		len(cases), outcomes["correct"], outcomes["error"], outcomes["wrong"], outcomes["bad-error"],
 		outcomes["check-missed"], outcomes["panic"], outcomes["hang"], outcomes["crash"], outcomes["leak"])
+	if n := outcomes["records in refused files"]; n > 0 {
+		t.Logf("salvage recovered %d of the %d records (%.0f%%) of the %d files that calls refused",
+			outcomes["salvaged records"], n, 100*float64(outcomes["salvaged records"])/float64(n), outcomes["error"])
+	}
 	for _, kind := range slices.Sorted(func(yield func(string) bool) {
 		for k := range outcomes {
 			if strings.HasPrefix(k, "kind ") && !yield(k) {
@@ -130,7 +134,13 @@ func relRunDamageWorker(t *testing.T, mode, orig, dir string, seed uint64, scale
 			outcomes[outcome]++
 			outcomes["kind "+strings.SplitN(currentDesc, ":", 2)[0]+" -> "+outcome]++
 			switch outcome {
-			case "correct", "previous", "error":
+			case "error":
+				var got, of int
+				if _, err := fmt.Sscanf(detail, "salvaged %d of %d", &got, &of); err == nil {
+					outcomes["salvaged records"] += got
+					outcomes["records in refused files"] += of
+				}
+			case "correct":
 			default:
 				failures = append(failures, fmt.Sprintf("case %d (%s): %s: %s", i, currentDesc, outcome, detail))
 			}
@@ -199,7 +209,7 @@ func relDamageWorker(t *testing.T, args []string) {
 				r = result{"leak", fmt.Sprintf("%d goroutines left running after Close (had %d); %s", n-baseline, baseline, relGoroutineDump())}
 			}
 			relPrintf(fmt.Sprintf("done %d %s %s", i, r.outcome, strings.ReplaceAll(r.detail, "\n", " | ")))
-			keep = !slices.Contains([]string{"correct", "previous", "error"}, r.outcome)
+			keep = !slices.Contains([]string{"correct", "error"}, r.outcome)
 		case <-time.After(relDamageCaseTimeout):
 			relPrintf(fmt.Sprintf("hang %d no result after %v", i, relDamageCaseTimeout))
 			buf := make([]byte, 1<<20)
@@ -322,10 +332,12 @@ func relDamageContent() (batches [][]Record, deleted []Record, final Record) {
 }
 
 // relDamagePopulate writes relDamageContent into a new store at path.
+// The commits are synced, as by default, so that Close notes the last one
+// as acknowledged (markAcknowledged) and damage to it is told apart.
 func relDamagePopulate(t *testing.T, path string) {
 	t.Helper()
 	ctx := context.Background()
-	s, err := Open(path, &Options{NoSync: true})
+	s, err := Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,8 +363,8 @@ func relDamagePopulate(t *testing.T, path string) {
 }
 
 // relDamageWant is the known content of the populated store: after the
-// last transaction, and before it (bbolt falls back to the older meta page
-// when the newer one is damaged, which loses exactly the last commit).
+// last transaction, and before it, which Salvage reads (and says so) when
+// the last commit's meta page is damaged.
 type relDamageWant struct {
 	final, previous []Record
 }
@@ -499,10 +511,6 @@ func relCheckpointsAsRecords(list []azeventhubs.Checkpoint, g [3]string, want []
 type relDamageCase struct {
 	desc  string
 	build func() []byte
-	// metaTouched: the damage overlaps a meta page or a page the last
-	// commit wrote, so the store may legitimately fall back to the
-	// previous commit (commit.go).
-	metaTouched bool
 	// mustFail: Open must fail; unsupported: with ErrUnsupportedFormat.
 	mustFail, unsupported bool
 }
@@ -536,19 +544,10 @@ func relLastCommitPages(data []byte) map[int]bool {
 func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 	pages := len(data) / relPageSize
 	var cases []relDamageCase
-	add := func(desc string, metaTouched bool, build func() []byte) {
-		cases = append(cases, relDamageCase{desc: desc, build: build, metaTouched: metaTouched})
+	add := func(desc string, build func() []byte) {
+		cases = append(cases, relDamageCase{desc: desc, build: build})
 	}
 	rng := func(kind uint64, i int) *rand.Rand { return rand.New(rand.NewPCG(seed^kind, uint64(i))) }
-	lastCommit := relLastCommitPages(data)
-	overlapsMeta := func(off, n int) bool {
-		for p := off / relPageSize; p <= (off+n-1)/relPageSize; p++ {
-			if p < 2 || lastCommit[p] {
-				return true
-			}
-		}
-		return false
-	}
 	// Page types as the original file has them (a freed page keeps its
 	// old header, which is what damage in it would meet too).
 	var leaves, branches, inUse []int
@@ -569,12 +568,10 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		r := rng(1, i)
 		n := 1 + r.IntN(8)
 		offs := make([]int, n)
-		meta := false
 		for j := range offs {
 			offs[j] = r.IntN(len(data))
-			meta = meta || overlapsMeta(offs[j], 1)
 		}
-		add(fmt.Sprintf("random-bytes: %d bytes at %v", n, offs), meta, func() []byte {
+		add(fmt.Sprintf("random-bytes: %d bytes at %v", n, offs), func() []byte {
 			d := bytes.Clone(data)
 			for _, o := range offs {
 				d[o] ^= byte(1 + r.IntN(255))
@@ -586,7 +583,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		r := rng(2, i)
 		page, n := r.IntN(pages), 1+r.IntN(64)
 		off := page*relPageSize + r.IntN(relPageSize-n)
-		add(fmt.Sprintf("page-run: %d random bytes at %d (page %d)", n, off, page), overlapsMeta(off, n), func() []byte {
+		add(fmt.Sprintf("page-run: %d random bytes at %d (page %d)", n, off, page), func() []byte {
 			d := bytes.Clone(data)
 			for j := range n {
 				d[off+j] = byte(r.Uint32())
@@ -595,7 +592,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		})
 	}
 	for page := range pages {
-		add(fmt.Sprintf("zero-page: page %d", page), overlapsMeta(page*relPageSize, 1), func() []byte {
+		add(fmt.Sprintf("zero-page: page %d", page), func() []byte {
 			d := bytes.Clone(data)
 			clear(d[page*relPageSize : (page+1)*relPageSize])
 			return d
@@ -607,9 +604,9 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		if i%2 == 0 {
 			n = r.IntN(pages) * relPageSize
 		}
-		add(fmt.Sprintf("truncate: to %d bytes", n), overlapsMeta(n, len(data)-n), func() []byte { return bytes.Clone(data[:n]) })
+		add(fmt.Sprintf("truncate: to %d bytes", n), func() []byte { return bytes.Clone(data[:n]) })
 	}
-	add("zero-length: empty file", false, func() []byte { return nil })
+	add("zero-length: empty file", func() []byte { return nil })
 	for i := range 60 / scale {
 		r := rng(4, i)
 		page := inUse[r.IntN(len(inUse))]
@@ -617,7 +614,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 			name      string
 			off, size int
 		}{{"id", 0, 8}, {"flags", 8, 2}, {"count", 10, 2}, {"overflow", 12, 4}}[r.IntN(4)]
-		add(fmt.Sprintf("page-header: page %d %s", page, field.name), overlapsMeta(page*relPageSize, 1), func() []byte {
+		add(fmt.Sprintf("page-header: page %d %s", page, field.name), func() []byte {
 			d := bytes.Clone(data)
 			at := d[page*relPageSize+field.off : page*relPageSize+field.off+field.size]
 			switch r.IntN(3) {
@@ -647,7 +644,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		default:
 			pgid = r.Uint64() >> r.IntN(64) // anywhere, usually far outside the file
 		}
-		add(fmt.Sprintf("branch-pgid: page %d element %d -> %d", page, elem, pgid), overlapsMeta(page*relPageSize, 1), func() []byte {
+		add(fmt.Sprintf("branch-pgid: page %d element %d -> %d", page, elem, pgid), func() []byte {
 			d := bytes.Clone(data)
 			// branchPageElement: pos uint32, ksize uint32, pgid uint64.
 			binary.LittleEndian.PutUint64(d[page*relPageSize+16+elem*16+8:], pgid)
@@ -661,7 +658,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		elem := r.IntN(max(count, 1))
 		field := []string{"flags", "pos", "ksize", "vsize"}[r.IntN(4)]
 		value := []uint32{r.Uint32(), 1 << 31, 1 << 20, relPageSize}[r.IntN(4)]
-		add(fmt.Sprintf("leaf-element: page %d element %d %s = %d", page, elem, field, value), overlapsMeta(page*relPageSize, 1), func() []byte {
+		add(fmt.Sprintf("leaf-element: page %d element %d %s = %d", page, elem, field, value), func() []byte {
 			d := bytes.Clone(data)
 			// leafPageElement: flags, pos, ksize, vsize, all uint32.
 			at := page*relPageSize + 16 + elem*16 + 4*slices.Index([]string{"flags", "pos", "ksize", "vsize"}, field)
@@ -673,7 +670,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		r := rng(7, i)
 		page := inUse[r.IntN(len(inUse))]
 		value := []uint32{1 << 31, 1<<32 - 1, 1 << 16, uint32(pages)}[i%4]
-		add(fmt.Sprintf("overflow: page %d overflow = %d", page, value), overlapsMeta(page*relPageSize, 1), func() []byte {
+		add(fmt.Sprintf("overflow: page %d overflow = %d", page, value), func() []byte {
 			d := bytes.Clone(data)
 			binary.LittleEndian.PutUint32(d[page*relPageSize+12:], value)
 			return d
@@ -699,7 +696,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 			if count < 2 {
 				break
 			}
-			add(fmt.Sprintf("freelist: page %d %s", fl, damage.desc), overlapsMeta(fl*relPageSize, 1), func() []byte {
+			add(fmt.Sprintf("freelist: page %d %s", fl, damage.desc), func() []byte {
 				d := bytes.Clone(data)
 				damage.fn(d)
 				return d
@@ -709,7 +706,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 	// A bucket's name is its key in the parent's page: damage to it makes
 	// the bucket, and all records below, unreachable by name.
 	for _, at := range relBucketKeyEnds(data, leaves) {
-		add(fmt.Sprintf("bucket-name: last byte of the key at %d", at), overlapsMeta(at, 1), func() []byte {
+		add(fmt.Sprintf("bucket-name: last byte of the key at %d", at), func() []byte {
 			d := bytes.Clone(data)
 			d[at] ^= 0x01
 			return d
@@ -720,7 +717,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 		if count == 0 {
 			continue
 		}
-		add(fmt.Sprintf("leaf-count: page %d count %d -> %d", page, count, count-1), overlapsMeta(page*relPageSize, 1), func() []byte {
+		add(fmt.Sprintf("leaf-count: page %d count %d -> %d", page, count, count-1), func() []byte {
 			d := bytes.Clone(data)
 			binary.LittleEndian.PutUint16(d[page*relPageSize+10:], count-1)
 			return d
@@ -904,8 +901,7 @@ func relSetFormat(data []byte, v byte) []byte {
 
 // relDamageRun opens the damaged file at path and runs every operation on
 // it. It returns the outcome: "correct" (everything returned the final
-// content), "previous" (everything returned the content before the last
-// commit, allowed when a meta page was damaged), "error" (some calls
+// content), "error" (some calls
 // failed with an allowed error, the rest returned correct data), or a
 // failure: "wrong", "bad-error", "check-missed", "panic".
 func relDamageRun(path string, open func(string) (*Store, error), c relDamageCase, want relDamageWant) (outcome, detail string) {
@@ -945,16 +941,18 @@ func relDamageRun(path string, open func(string) (*Store, error), c relDamageCas
 		if c.unsupported && !errors.Is(err, ErrUnsupportedFormat) {
 			return "bad-error", fmt.Sprintf("Open: %v, want ErrUnsupportedFormat", err)
 		}
-		return "error", err.Error()
+		return "error", fmt.Sprintf("salvaged %d of %d; %v", len(salvaged), len(want.final), err)
 	}
 	defer s.Close()
 	if c.mustFail && !relEveryCallFails(s) {
 		return "wrong", "the store accepted a file that is not a store of this format"
 	}
 
-	// Reads: each either fails with an allowed error, or matches the final
-	// content, or the previous content.
-	matchFinal, matchPrev, failed := true, true, false
+	// Reads: each either fails with an allowed error or matches the final
+	// content. The store closed the file after syncing its last commit and
+	// noted that (markAcknowledged), so the content before that commit is
+	// wrong too: falling back to it would lose the commit silently.
+	failed := false
 	var wrong []string
 	judge := func(op string, err error, got func(all []Record) ([]Record, []Record, string)) {
 		if err != nil {
@@ -966,13 +964,7 @@ func relDamageRun(path string, open func(string) (*Store, error), c relDamageCas
 		if d == "" {
 			d = relRecordsDiff(gotF, wantF)
 		}
-		gotP, wantP, dp := got(want.previous)
-		if dp == "" {
-			dp = relRecordsDiff(gotP, wantP)
-		}
-		matchFinal = matchFinal && d == ""
-		matchPrev = matchPrev && dp == ""
-		if d != "" && dp != "" {
+		if d != "" {
 			wrong = append(wrong, op+": "+d)
 		}
 	}
@@ -1050,21 +1042,15 @@ func relDamageRun(path string, open func(string) (*Store, error), c relDamageCas
 		return "wrong", strings.Join(wrong, "; ")
 	case len(errs) > 0:
 		return "bad-error", strings.Join(errs, "; ")
-	case !matchFinal && !matchPrev:
-		return "wrong", "some calls returned the final content and others the content before the last commit"
 	case failed && checkErr == nil:
 		return "check-missed", "Check found nothing, but other calls failed on damage"
 	case failed:
-		return "error", ""
-	case matchFinal && (salvageErr != nil || len(salvaged) != len(want.final)):
+		return "error", fmt.Sprintf("salvaged %d of %d", len(salvaged), len(want.final))
+	case salvageErr != nil || len(salvaged) != len(want.final):
 		// Every call read the file whole, so Salvage must too.
 		return "wrong", fmt.Sprintf("Salvage found %d of %d records (%v) in a file every call read whole", len(salvaged), len(want.final), salvageErr)
-	case matchFinal:
-		return "correct", ""
-	case c.metaTouched:
-		return "previous", ""
 	}
-	return "wrong", "the content before the last commit came back, but no meta page was damaged"
+	return "correct", ""
 }
 
 // relJudgeSalvage checks records Salvage returned: each must be exactly a
