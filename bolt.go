@@ -452,19 +452,18 @@ func (c *committer) stopLeadingLocked() {
 // drain leads until the queue is empty. Callers whose writes the last
 // commit finished are waking up to send their next ones, and a commit
 // costs the same for one write as for thirty: so drain waits for as many
-// writes as the last commit had, but no longer than a quarter of that
-// commit's time, rather than splitting the writers into two half-full
-// commits that stay out of step. It then yields while the queue still
-// grows. It waits for runnable goroutines only, so a write that nobody
-// else's would join never waits: a caller that finds no leader commits
-// its write itself, at once.
+// writes as the last commit had, for at most a quarter of that commit's
+// time and maxGatherPatience, rather than splitting the writers into two
+// half-full commits that stay out of step. It then yields while the queue
+// still grows. A caller that finds no leader commits its write itself, at
+// once; one that arrives while drain leads waits at most that long more.
 func (c *committer) drain() {
 	var (
 		expected   int           // writes in the last commit
 		lastCommit time.Duration // how long it took
 	)
 	for {
-		c.gather(expected, lastCommit/gatherShareOfCommit)
+		c.gather(expected, min(lastCommit/gatherShareOfCommit, maxGatherPatience))
 		c.mu.Lock()
 		batch := c.queue
 		c.queue = nil
@@ -478,18 +477,21 @@ func (c *committer) drain() {
 	}
 }
 
-// gather yields until expected writes are queued or patience has passed,
-// and then until the queue stops growing: gatherIdleYields yields in a
-// row that brought no write, or maxGatherYields in all.
+// gather yields until expected writes are queued, the store is closing or
+// patience has passed, and then until the queue stops growing:
+// gatherIdleYields yields in a row that brought no write, or
+// maxGatherYields in all. It yields rather than sleeps: the writes it
+// waits for come from goroutines that are runnable already, within
+// microseconds, and a timer that short would round up to a millisecond.
 func (c *committer) gather(expected int, patience time.Duration) {
-	queued := c.queued()
-	for start := time.Now(); queued < expected && time.Since(start) < patience; {
+	queued, closing := c.queued()
+	for start := time.Now(); queued < expected && !closing && time.Since(start) < patience; {
 		runtime.Gosched()
-		queued = c.queued()
+		queued, closing = c.queued()
 	}
 	for idle, yields := 0, 0; idle < gatherIdleYields && yields < maxGatherYields; yields++ {
 		runtime.Gosched()
-		if now := c.queued(); now != queued {
+		if now, _ := c.queued(); now != queued {
 			queued, idle = now, 0
 		} else {
 			idle++
@@ -497,16 +499,21 @@ func (c *committer) gather(expected int, patience time.Duration) {
 	}
 }
 
+// maxGatherPatience bounds drain's wait on a slow disk, where a quarter
+// of a commit would be milliseconds of a core spent yielding for writers
+// that, if they come at all, come within microseconds.
 const (
 	gatherShareOfCommit = 4
+	maxGatherPatience   = 100 * time.Microsecond
 	gatherIdleYields    = 2
 	maxGatherYields     = 64
 )
 
-func (c *committer) queued() int {
+// queued returns how many writes wait, and whether the store is closing.
+func (c *committer) queued() (n int, closing bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.queue)
+	return len(c.queue), c.closed
 }
 
 func (c *committer) take() []*writeOp {
@@ -540,7 +547,8 @@ func (c *committer) close() {
 // leading caller's) ends while waiting for the file, the batch goes back
 // to the queue for the next leader. It returns how long the transaction
 // took, from its start until it was on disk, without the wait for the
-// file: the cost of a commit, which drain's patience is measured in.
+// file: the cost of a commit, which drain's patience is measured in; 0
+// when it failed or committed nothing.
 func (c *committer) commit(ctx context.Context, batch []*writeOp) (took time.Duration) {
 	s := c.store
 	db, batch := c.acquire(ctx, batch)
@@ -602,7 +610,7 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) (took time.Dur
 		for _, op := range taken {
 			op.done <- err
 		}
-		return time.Since(start)
+		return 0 // its writers may not come back soon: wait for none
 	}
 	took = time.Since(start)
 	for i, op := range taken {

@@ -50,6 +50,23 @@ func TestBatchBucketCacheSurvivesDelete(t *testing.T) {
 	}
 }
 
+// TestGatherStopsWaitingWhenClosing: drain waits for the last commit's
+// writers, but a closing store takes no more writes, so the wait must end
+// at once instead of running out its patience (here an hour).
+func TestGatherStopsWaitingWhenClosing(t *testing.T) {
+	c := &committer{closed: true, queue: []*writeOp{{}}}
+	done := make(chan struct{})
+	go func() {
+		c.gather(32, time.Hour)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("gather kept waiting for writes on a closing store")
+	}
+}
+
 // TestPanicInWriteLeavesStoreUsable: a panic inside a write transaction
 // (bbolt panics on some damaged pages) must fail that batch with
 // ErrCorrupt and release bbolt's writer lock, not hang the store.
