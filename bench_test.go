@@ -102,7 +102,7 @@ func BenchmarkFsyncFloor(b *testing.B) {
 }
 
 // BenchmarkFsyncEightPages is what the sync of a store commit costs the
-// disk: a commit writes eight pages, the meta page at the start of the file
+// disk: a commit writes eight pages, a meta page (page 0 or 1, in turn)
 // and seven the freelist had free, which lie in a few separate runs. Each
 // run is its own write request, and requests, more than pages, are what
 // fdatasync waits for.

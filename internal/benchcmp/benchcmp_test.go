@@ -127,14 +127,18 @@ func TestSteadyRateCountsOnlyWhileAllCall(t *testing.T) {
 		return ts
 	}
 	// Worker 1 starts late and worker 0 stops early: all call from 3 to
-	// 10 ms, and 5 calls end in (3, 10].
+	// 10 ms, and 5 of the 10 calls end in (3, 10].
 	r, ok := steadyRate([][]time.Time{at(1, 2, 4, 6, 10), at(3, 5, 9, 12, 14)})
 	if !ok || r.calls != 5 || r.took != 7*time.Millisecond {
 		t.Errorf("steadyRate = %d calls in %v (ok %v), want 5 in 7ms", r.calls, r.took, ok)
 	}
-	// Workers that never overlap leave nothing to measure.
+	// Workers that never overlap leave nothing to measure, and a window
+	// with less than half the calls too little.
 	if _, ok := steadyRate([][]time.Time{at(1, 2), at(3, 4)}); ok {
 		t.Error("steadyRate measured workers that never called at the same time")
+	}
+	if _, ok := steadyRate([][]time.Time{at(1, 2, 3, 4, 5, 6), at(5, 7, 8, 9, 10, 11)}); ok {
+		t.Error("steadyRate measured a window holding 1 of 12 calls")
 	}
 	if _, ok := steadyRate([][]time.Time{at(1, 2), nil}); ok {
 		t.Error("steadyRate measured a worker that made no call")

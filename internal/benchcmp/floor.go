@@ -64,11 +64,15 @@ func (fl *Floor) Write() error {
 }
 
 // WritePages writes a 4 KiB page at each of the page numbers given, all
-// below 256, and then syncs them with one fdatasync, as a commit of that
-// many pages does.
+// inside the preallocated file, and then syncs them with one fdatasync, as
+// a commit of that many pages does. A page past the file would grow it and
+// time a metadata flush too, so it is refused.
 func (fl *Floor) WritePages(pages []int64) error {
 	fl.buf[0]++
 	for _, p := range pages {
+		if p < 0 || p >= floorFileSize/FloorWriteSize {
+			return fmt.Errorf("page %d is outside the floor's %d pages", p, floorFileSize/FloorWriteSize)
+		}
 		if _, err := fl.f.WriteAt(fl.buf, p*FloorWriteSize); err != nil {
 			return err
 		}
