@@ -573,6 +573,7 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) (took time.Dur
 	c.inCommit.Lock()
 	defer c.inCommit.Unlock()
 	start := time.Now()
+	var txid uint64
 	err := contain(s.path, func() error {
 		tx, err := db.Begin(true)
 		if err != nil {
@@ -596,6 +597,7 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) (took time.Dur
 			}
 			results[i] = opErr
 		}
+		txid = uint64(tx.ID())
 		return commitDurably(tx, file, s.opts.NoSync)
 	})
 	if err != nil {
@@ -613,6 +615,9 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) (took time.Dur
 		return 0 // its writers may not come back soon: wait for none
 	}
 	took = time.Since(start)
+	if !s.opts.NoSync {
+		s.lease.committed(db, txid)
+	}
 	for i, op := range taken {
 		op.done <- results[i]
 	}

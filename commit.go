@@ -250,18 +250,20 @@ func recoverTornCommit(path string, f *os.File) error {
 }
 
 // markAcknowledged notes, in the record of the commit before the newest,
-// that the newest commit was acknowledged, and syncs the note. The lease
-// calls it when it lets go of a file whose commits it synced, so that
-// whoever opens the file next can tell damage to the newest commit from a
-// commit cut short by a crash, which only a crash before the note can
-// leave. The note lives in the other meta page, which damage to the newest
-// commit's meta page spares; the next commit overwrites it.
-func markAcknowledged(f *os.File) error {
+// that the newest commit, txid, was acknowledged: the lease calls it when
+// it lets go of a file whose newest commit it synced itself. Whoever opens
+// the file next can then tell damage to that commit from a commit cut
+// short by a crash, which only a crash before the note can leave. The note
+// lives in the other meta page, which damage to the newest commit's meta
+// page spares; the next commit overwrites it. It is not synced: the commit
+// is on disk already, so the note is true whenever it gets there, and
+// until it does, damage is taken for a cut as before.
+func markAcknowledged(f *os.File, txid uint64) error {
 	newest, _ := newestMeta(f)
-	if newest == nil || metaTxID(newest) == 0 {
+	if newest == nil || metaTxID(newest) != txid || txid == 0 {
 		return nil
 	}
-	txid, pageSize := metaTxID(newest), metaPageSize(newest)
+	pageSize := metaPageSize(newest)
 	if _, ok := readCommitRecord(f, txid, pageSize); !ok {
 		return nil // not written with records: nothing to tell apart
 	}
@@ -270,10 +272,8 @@ func markAcknowledged(f *os.File) error {
 		return nil
 	}
 	before.flags |= recordNextAcknowledged
-	if _, err := f.WriteAt(before.encode(), metaPageAt(txid-1, pageSize)+commitRecordAt); err != nil {
-		return err
-	}
-	return syncData(f)
+	_, err := f.WriteAt(before.encode(), metaPageAt(txid-1, pageSize)+commitRecordAt)
+	return err
 }
 
 // invalidateMeta zeroes the checksum of the meta page newestMeta returned,

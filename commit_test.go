@@ -23,7 +23,17 @@ import (
 // 512-byte sectors of a page. From each such file the store must open
 // either the commit before (which the caller was never told succeeded) or
 // the commit whole, and pass Check: never a damaged file, never a mix.
+//
+// In the noted variant the store is closed and reopened before the cut
+// commit, so the commit before it carries the acknowledged note: the cut
+// must still fall back, never be refused as damage.
 func TestTornCommitFallsBack(t *testing.T) {
+	for _, noted := range []bool{false, true} {
+		t.Run(fmt.Sprint("noted=", noted), func(t *testing.T) { testTornCommitFallsBack(t, noted) })
+	}
+}
+
+func testTornCommitFallsBack(t *testing.T, noted bool) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cp.db")
@@ -48,6 +58,13 @@ func TestTornCommitFallsBack(t *testing.T) {
 	seq := int64(1)
 	if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
 		t.Fatal(err)
+	}
+	if noted {
+		s.Close()
+		s = openTestStore(t, path, nil)
+		if !acknowledgedNoted(t, path) {
+			t.Fatal("Close did not note the last commit as acknowledged")
+		}
 	}
 	before, err := os.ReadFile(path)
 	if err != nil {
@@ -346,6 +363,103 @@ func TestDamagedAcknowledgedCommitIsReported(t *testing.T) {
 			cps, err := ds.ListCheckpoints(ctx, testNS, testHub, testGroup, nil)
 			if err != nil || len(cps) != 1 || *cps[0].SequenceNumber != 1 {
 				t.Errorf("without the note: %v, %+v; want the commit before the last (sequence 1)", err, cps)
+			}
+		})
+	}
+}
+
+// acknowledgedNoted reports whether the newest commit of the file at path
+// is noted as acknowledged (markAcknowledged).
+func acknowledgedNoted(t *testing.T, path string) bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	newest, _ := newestMeta(f)
+	if newest == nil || metaTxID(newest) == 0 {
+		t.Fatal("no commit in the file")
+	}
+	before, ok := readCommitRecord(f, metaTxID(newest)-1, metaPageSize(newest))
+	return ok && before.flags&recordNextAcknowledged != 0
+}
+
+// TestOnlyOwnSyncedCommitIsNoted: a store notes the newest commit as
+// acknowledged when it lets go of the file only if it synced that commit
+// itself. A NoSync store's commits are not known to be on disk, a commit
+// whose sync failed was not acknowledged, and a commit a store merely found
+// in the file may be another process's, whose failed sync it cannot see.
+func TestOnlyOwnSyncedCommitIsNoted(t *testing.T) {
+	ctx := context.Background()
+	set := func(s *Store, seq int64) error { return s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil) }
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, path string)
+		want bool
+	}{
+		{"synced commits", func(t *testing.T, path string) {
+			s := openTestStore(t, path, nil)
+			for seq := range int64(3) {
+				if err := set(s, seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+		}, true},
+		{"NoSync", func(t *testing.T, path string) {
+			s := openTestStore(t, path, &Options{NoSync: true})
+			for seq := range int64(3) {
+				if err := set(s, seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+		}, false},
+		{"failed sync", func(t *testing.T, path string) {
+			s := openTestStore(t, path, nil)
+			for seq := range int64(2) {
+				if err := set(s, seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+			syncData = func(*os.File) error { return syscall.EIO }
+			defer func() { syncData = fsync.Fdatasync }()
+			if err := set(s, 2); !errors.Is(err, syscall.EIO) {
+				t.Fatalf("SetCheckpoint whose sync failed: %v", err)
+			}
+			s.Close()
+		}, false},
+		{"found in the file", func(t *testing.T, path string) {
+			// A copy taken while the writer still held the file: as a
+			// writer that died left it.
+			other := filepath.Join(t.TempDir(), "writer.db")
+			w := openTestStore(t, other, nil)
+			for seq := range int64(3) {
+				if err := set(w, seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+			data, err := os.ReadFile(other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s := openTestStore(t, path, nil)
+			if _, err := s.ListCheckpoints(ctx, testNS, testHub, testGroup, nil); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "cp.db")
+			tc.run(t, path)
+			if got := acknowledgedNoted(t, path); got != tc.want {
+				t.Errorf("newest commit noted as acknowledged: %v, want %v", got, tc.want)
 			}
 		})
 	}

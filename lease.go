@@ -57,7 +57,10 @@ type lease struct {
 	left      fileState
 	leftKnown bool
 	suspect   bool // the open DB saw a failed commit
-	noSync    bool // Options.NoSync: commits are not known to be on disk
+	// synced is the last commit the open DB synced and acknowledged (0:
+	// none). Only such a commit is noted as acknowledged: one found in the
+	// file may be another process's, whose sync may have failed unseen.
+	synced uint64
 }
 
 // fileState is what the lease notes of the file when it lets go, to tell
@@ -97,7 +100,6 @@ func newLease(path string, opts *Options) *lease {
 	return &lease{
 		path:        path,
 		idleRelease: opts.IdleRelease,
-		noSync:      opts.NoSync,
 		changed:     make(chan struct{}),
 		closing:     make(chan struct{}),
 	}
@@ -350,6 +352,16 @@ func (l *lease) noticeWaiterLocked() bool {
 	return false
 }
 
+// committed records that db synced commit txid, which was then
+// acknowledged.
+func (l *lease) committed(db *bolt.DB, txid uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.db == db {
+		l.synced = txid
+	}
+}
+
 // releaseAfterWrite is release for the write path. A commit is when a
 // waiting process most likely arrived, so it looks for one at once rather
 // than at the janitor's next tick.
@@ -367,10 +379,10 @@ func (l *lease) closeDBLocked() {
 	if l.db == nil {
 		return
 	}
-	if !l.suspect && !l.noSync {
+	if !l.suspect && l.synced != 0 {
 		// Best effort: without the note, damage to the newest commit
 		// looks like a crash cut it short, as it did before notes.
-		_ = markAcknowledged(l.file)
+		_ = markAcknowledged(l.file, l.synced)
 	}
 	l.left, l.leftKnown = observeFile(l.file)
 	if l.suspect {
@@ -385,7 +397,7 @@ func (l *lease) closeDBLocked() {
 		// The courtesy pause counts from when the file is free.
 		l.handedOver = time.Now()
 	}
-	l.db, l.file, l.draining, l.handingOver = nil, nil, false, false
+	l.db, l.file, l.draining, l.handingOver, l.synced = nil, nil, false, false, 0
 	l.wakeLocked()
 }
 
