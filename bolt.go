@@ -431,13 +431,15 @@ func (c *committer) write(ctx context.Context, apply applyFunc) error {
 // to a background goroutine if more writes arrived meanwhile, so that the
 // caller can return.
 func (c *committer) lead(ctx context.Context) {
-	if batch := c.take(); len(batch) > 0 {
-		c.commit(ctx, batch)
+	batch := c.take()
+	var took time.Duration
+	if len(batch) > 0 {
+		took = c.commit(ctx, batch)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.queue) > 0 {
-		go c.drain()
+		go c.drain(len(batch), took)
 		return
 	}
 	c.stopLeadingLocked()
@@ -449,19 +451,17 @@ func (c *committer) stopLeadingLocked() {
 	c.idle.Broadcast()
 }
 
-// drain leads until the queue is empty. Callers whose writes the last
+// drain leads until the queue is empty; expected and lastCommit are the
+// size and duration of the commit just made. Callers whose writes the last
 // commit finished are waking up to send their next ones, and a commit
-// costs the same for one write as for thirty: so drain waits for as many
-// writes as the last commit had, for at most a quarter of that commit's
-// time and maxGatherPatience, rather than splitting the writers into two
-// half-full commits that stay out of step. It then yields while the queue
-// still grows. A caller that finds no leader commits its write itself, at
-// once; one that arrives while drain leads waits at most that long more.
-func (c *committer) drain() {
-	var (
-		expected   int           // writes in the last commit
-		lastCommit time.Duration // how long it took
-	)
+// costs little more for thirty writes than for one: so drain waits for as
+// many writes as the last commit had, for at most a quarter of that
+// commit's time and maxGatherPatience, rather than splitting the writers
+// into two half-full commits that stay out of step. It then yields while
+// the queue still grows. A caller that finds no leader commits its write
+// itself, at once; one that arrives while drain leads waits at most that
+// long more.
+func (c *committer) drain(expected int, lastCommit time.Duration) {
 	for {
 		c.gather(expected, min(lastCommit/gatherShareOfCommit, maxGatherPatience))
 		c.mu.Lock()
@@ -499,9 +499,10 @@ func (c *committer) gather(expected int, patience time.Duration) {
 	}
 }
 
-// maxGatherPatience bounds drain's wait on a slow disk, where a quarter
-// of a commit would be milliseconds of a core spent yielding for writers
-// that, if they come at all, come within microseconds.
+// drain waits for the last commit's writers for 1/gatherShareOfCommit of
+// that commit's time, but at most maxGatherPatience: on a slow disk a
+// quarter of a commit would be milliseconds of a core spent yielding for
+// writers that, if they come at all, come within microseconds.
 const (
 	gatherShareOfCommit = 4
 	maxGatherPatience   = 100 * time.Microsecond

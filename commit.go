@@ -171,8 +171,9 @@ func metaHighWater(meta []byte) uint64 { return binary.NativeEndian.Uint64(meta[
 // intact. It returns the newest meta page, nil if there is none.
 //
 // A commit known to have been acknowledged (recordNextAcknowledged) is
-// never torn: if it does not match its record, or its meta page is gone,
-// the file was damaged after the commit, and damage describes how. Falling
+// never torn: if it does not match its record, its record is damaged, or
+// its meta page is gone, the file was damaged after the commit, and damage
+// describes how. Falling
 // back would silently lose the commit.
 func tornCommit(f *os.File) (newest []byte, torn bool, damage string, err error) {
 	newest, _ = newestMeta(f)
@@ -251,13 +252,14 @@ func recoverTornCommit(path string, f *os.File) error {
 
 // markAcknowledged notes, in the record of the commit before the newest,
 // that the newest commit, txid, was acknowledged: the lease calls it when
-// it lets go of a file whose newest commit it synced itself. Whoever opens
-// the file next can then tell damage to that commit from a commit cut
-// short by a crash, which only a crash before the note can leave. The note
-// lives in the other meta page, which damage to the newest commit's meta
-// page spares; the next commit overwrites it. It is not synced: the commit
-// is on disk already, so the note is true whenever it gets there, and
-// until it does, damage is taken for a cut as before.
+// it lets go of a file whose newest commit it synced itself. A noted
+// commit was whole on disk before the note was written, so no crash can
+// have cut it: whoever opens the file next takes a mismatch for damage.
+// The note lives in the other meta page, which damage to the newest
+// commit's meta page spares; the next commit overwrites it. It is not
+// synced: the commit is on disk already, so the note is true whenever it
+// gets there, and until it does, damage is taken for a cut, as in an
+// unnoted file.
 func markAcknowledged(f *os.File, txid uint64) error {
 	newest, _ := newestMeta(f)
 	if newest == nil || metaTxID(newest) != txid || txid == 0 {

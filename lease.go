@@ -352,8 +352,8 @@ func (l *lease) noticeWaiterLocked() bool {
 	return false
 }
 
-// committed records that db synced commit txid, which was then
-// acknowledged.
+// committed records that db synced commit txid, whose writers are then
+// told it succeeded.
 func (l *lease) committed(db *bolt.DB, txid uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -374,14 +374,16 @@ func (l *lease) releaseAfterWrite() {
 	l.release()
 }
 
-// closeDBLocked closes the DB, which releases the flock and the descriptor.
+// closeDBLocked notes the newest commit as acknowledged if this DB synced
+// it (markAcknowledged), then closes the DB, which releases the flock and
+// the descriptor.
 func (l *lease) closeDBLocked() {
 	if l.db == nil {
 		return
 	}
 	if !l.suspect && l.synced != 0 {
 		// Best effort: without the note, damage to the newest commit
-		// looks like a crash cut it short, as it did before notes.
+		// is taken for a cut, as in a file without notes.
 		_ = markAcknowledged(l.file, l.synced)
 	}
 	l.left, l.leftKnown = observeFile(l.file)

@@ -16,8 +16,10 @@ import (
 // itself from the newest intact meta page, skips any page that is out of
 // range, referenced twice or malformed (and everything below it), and keeps
 // only records whose checksum holds, so what it returns is never wrong,
-// only possibly incomplete. lost describes each part it had to skip. err is
-// set when nothing could be read: the file is missing, locked by a store
+// only possibly incomplete. lost describes each part it had to skip: first
+// of all a damaged last commit that the store had noted as acknowledged,
+// whose intact pages are still read, or, if its meta page is gone, the
+// commit before it instead. err is set when nothing could be read: the file is missing, locked by a store
 // for longer than the deadline, not a bbolt file, or has no intact meta
 // page.
 //
