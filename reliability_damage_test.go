@@ -357,32 +357,25 @@ func relDamagePopulate(t *testing.T, path string) {
 	// The pristine file must read back exactly, or every case below would
 	// be judged against the wrong content.
 	want := relDamageExpect()
-	if got, err := s.Records(ctx, Scope{}); err != nil || relRecordsDiff(got, want.final) != "" {
-		t.Fatalf("pristine store: %v %s", err, relRecordsDiff(got, want.final))
+	if got, err := s.Records(ctx, Scope{}); err != nil || relRecordsDiff(got, want) != "" {
+		t.Fatalf("pristine store: %v %s", err, relRecordsDiff(got, want))
 	}
 }
 
-// relDamageWant is the known content of the populated store: after the
-// last transaction, and before it, which Salvage reads (and says so) when
-// the last commit's meta page is damaged.
-type relDamageWant struct {
-	final, previous []Record
-}
-
-func relDamageExpect() relDamageWant {
+// relDamageExpect returns the known content of the populated store, in
+// the order Records returns it.
+func relDamageExpect() []Record {
 	batches, deleted, final := relDamageContent()
-	var prev []Record
+	all := []Record{final}
 	for _, b := range batches {
 		for _, r := range b {
 			if !slices.ContainsFunc(deleted, func(d Record) bool { return relRecordKey(d) == relRecordKey(r) }) {
-				prev = append(prev, r)
+				all = append(all, r)
 			}
 		}
 	}
-	all := append(slices.Clone(prev), final)
-	slices.SortFunc(prev, relCompareRecords)
 	slices.SortFunc(all, relCompareRecords)
-	return relDamageWant{final: all, previous: prev}
+	return all
 }
 
 func relRecordKey(r Record) string {
@@ -513,29 +506,6 @@ type relDamageCase struct {
 	build func() []byte
 	// mustFail: Open must fail; unsupported: with ErrUnsupportedFormat.
 	mustFail, unsupported bool
-}
-
-// relLastCommitPages returns the pages the last commit in a store file's
-// contents wrote, as its commit record lists them.
-func relLastCommitPages(data []byte) map[int]bool {
-	f, err := os.CreateTemp("", "boltstore-damage-")
-	if err != nil {
-		panic(err)
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	if _, err := f.Write(data); err != nil {
-		panic(err)
-	}
-	pages := map[int]bool{}
-	if meta, _ := newestMeta(f); meta != nil {
-		if r, ok := readCommitRecord(f, metaTxID(meta), metaPageSize(meta)); ok {
-			for _, p := range r.pages {
-				pages[int(p.id)] = true
-			}
-		}
-	}
-	return pages
 }
 
 // relDamageCases builds the list of damaged copies of data. It is a pure
@@ -904,7 +874,7 @@ func relSetFormat(data []byte, v byte) []byte {
 // content), "error" (some calls
 // failed with an allowed error, the rest returned correct data), or a
 // failure: "wrong", "bad-error", "check-missed", "panic".
-func relDamageRun(path string, open func(string) (*Store, error), c relDamageCase, want relDamageWant) (outcome, detail string) {
+func relDamageRun(path string, open func(string) (*Store, error), c relDamageCase, want []Record) (outcome, detail string) {
 	defer func() {
 		if r := recover(); r != nil {
 			outcome, detail = "panic", fmt.Sprint(r)
@@ -941,7 +911,7 @@ func relDamageRun(path string, open func(string) (*Store, error), c relDamageCas
 		if c.unsupported && !errors.Is(err, ErrUnsupportedFormat) {
 			return "bad-error", fmt.Sprintf("Open: %v, want ErrUnsupportedFormat", err)
 		}
-		return "error", fmt.Sprintf("salvaged %d of %d; %v", len(salvaged), len(want.final), err)
+		return "error", fmt.Sprintf("salvaged %d of %d; %v", len(salvaged), len(want), err)
 	}
 	defer s.Close()
 	if c.mustFail && !relEveryCallFails(s) {
@@ -960,7 +930,7 @@ func relDamageRun(path string, open func(string) (*Store, error), c relDamageCas
 			allowed(op, err)
 			return
 		}
-		gotF, wantF, d := got(want.final)
+		gotF, wantF, d := got(want)
 		if d == "" {
 			d = relRecordsDiff(gotF, wantF)
 		}
@@ -992,7 +962,7 @@ func relDamageRun(path string, open func(string) (*Store, error), c relDamageCas
 	// Writes: renew a claim with its known etag and replace a checkpoint,
 	// then read the group back with the writes applied.
 	g := relDamageGroups[0]
-	etag := azcore.ETag(relGroupRecords(want.final, g, RecordOwnership)[5].ETag)
+	etag := azcore.ETag(relGroupRecords(want, g, RecordOwnership)[5].ETag)
 	claimed, err := s.ClaimOwnership(ctx, []azeventhubs.Ownership{{FullyQualifiedNamespace: g[0], EventHubName: g[1], ConsumerGroup: g[2],
 		PartitionID: "5", OwnerID: "damage-test", ETag: &etag}}, nil)
 	claimOK := err == nil
@@ -1045,23 +1015,23 @@ func relDamageRun(path string, open func(string) (*Store, error), c relDamageCas
 	case failed && checkErr == nil:
 		return "check-missed", "Check found nothing, but other calls failed on damage"
 	case failed:
-		return "error", fmt.Sprintf("salvaged %d of %d", len(salvaged), len(want.final))
-	case salvageErr != nil || len(salvaged) != len(want.final):
+		return "error", fmt.Sprintf("salvaged %d of %d", len(salvaged), len(want))
+	case salvageErr != nil || len(salvaged) != len(want):
 		// Every call read the file whole, so Salvage must too.
-		return "wrong", fmt.Sprintf("Salvage found %d of %d records (%v) in a file every call read whole", len(salvaged), len(want.final), salvageErr)
+		return "wrong", fmt.Sprintf("Salvage found %d of %d records (%v) in a file every call read whole", len(salvaged), len(want), salvageErr)
 	}
 	return "correct", ""
 }
 
 // relJudgeSalvage checks records Salvage returned: each must be exactly a
-// record of the final content or of the content before the last commit.
-func relJudgeSalvage(got []Record, want relDamageWant) string {
-	held := map[string][]Record{}
-	for _, r := range append(slices.Clone(want.final), want.previous...) {
-		held[relRecordKey(r)] = append(held[relRecordKey(r)], r)
+// record of the store's content.
+func relJudgeSalvage(got []Record, want []Record) string {
+	held := map[string]Record{}
+	for _, r := range want {
+		held[relRecordKey(r)] = r
 	}
 	for _, r := range got {
-		if !slices.ContainsFunc(held[relRecordKey(r)], func(w Record) bool { return relRecordDiff(r, w) == "" }) {
+		if w, ok := held[relRecordKey(r)]; !ok || relRecordDiff(r, w) != "" {
 			return "Salvage returned " + relShowRecord(r) + ", which the file never held"
 		}
 	}
@@ -1201,7 +1171,7 @@ func TestReliabilityDamageWhileOpen(t *testing.T) {
 			if err == nil {
 				got, d := relOwnershipsAsRecords(owns, g)
 				if d == "" {
-					d = relRecordsDiff(got, relGroupRecords(relDamageExpect().final, g, RecordOwnership))
+					d = relRecordsDiff(got, relGroupRecords(relDamageExpect(), g, RecordOwnership))
 				}
 				if d != "" {
 					t.Errorf("ListOwnership after the damage: %s", d)

@@ -97,3 +97,26 @@ func reachablePages(t *testing.T, path string) map[uint64]bool {
 	}
 	return seen
 }
+
+// relLastCommitPages returns the pages the last commit in a store file's
+// contents wrote, as its commit record lists them.
+func relLastCommitPages(data []byte) map[int]bool {
+	f, err := os.CreateTemp("", "boltstore-damage-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		panic(err)
+	}
+	pages := map[int]bool{}
+	if meta, _ := newestMeta(f); meta != nil {
+		if r, ok := readCommitRecord(f, metaTxID(meta), metaPageSize(meta)); ok {
+			for _, p := range r.pages {
+				pages[int(p.id)] = true
+			}
+		}
+	}
+	return pages
+}
