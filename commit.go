@@ -145,17 +145,44 @@ func (r commitRecord) damagedPage(f *os.File, pageSize int) (int64, error) {
 	return -1, nil
 }
 
+// pageSums reads the pages ids (sorted) and returns their checksums. Pages
+// next to each other are read together, up to maxPagesPerRead at a time:
+// a commit's pages lie in a few runs, and each read is a system call.
+func pageSums(f *os.File, ids []uint64, pageSize int) ([]pageSum, error) {
+	buf := getPageBuffer(maxPagesPerRead * pageSize)
+	defer pageBuffers.Put(buf)
+	sums := make([]pageSum, 0, len(ids))
+	for len(ids) > 0 {
+		n := 1
+		for n < len(ids) && n < maxPagesPerRead && ids[n] == ids[0]+uint64(n) {
+			n++
+		}
+		run := (*buf)[:n*pageSize]
+		if _, err := f.ReadAt(run, int64(ids[0])*int64(pageSize)); err != nil {
+			return nil, err
+		}
+		for i, id := range ids[:n] {
+			sums = append(sums, pageSum{id: id, sum: crc32.Checksum(run[i*pageSize:(i+1)*pageSize], castagnoli)})
+		}
+		ids = ids[n:]
+	}
+	return sums, nil
+}
+
+const maxPagesPerRead = 8
+
 // pageBuffers recycles the buffers commits read whole pages into: without
 // them those buffers are a third of what a checkpoint allocates.
 var pageBuffers sync.Pool
 
-// getPageBuffer returns a buffer of pageSize bytes from pageBuffers; give it
+// getPageBuffer returns a buffer of size bytes from pageBuffers; give it
 // back with pageBuffers.Put.
-func getPageBuffer(pageSize int) *[]byte {
-	if buf, ok := pageBuffers.Get().(*[]byte); ok && len(*buf) == pageSize {
+func getPageBuffer(size int) *[]byte {
+	if buf, ok := pageBuffers.Get().(*[]byte); ok && cap(*buf) >= size {
+		*buf = (*buf)[:size]
 		return buf
 	}
-	buf := make([]byte, pageSize)
+	buf := make([]byte, size)
 	return &buf
 }
 
@@ -339,16 +366,8 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool) (err error) {
 			}
 		}
 		r.flags = recordSynced
-	} else {
-		buf := getPageBuffer(pageSize)
-		defer pageBuffers.Put(buf)
-		page := *buf
-		for _, id := range written {
-			if _, err := f.ReadAt(page, int64(id)*int64(pageSize)); err != nil {
-				return err
-			}
-			r.pages = append(r.pages, pageSum{id: id, sum: crc32.Checksum(page, castagnoli)})
-		}
+	} else if r.pages, err = pageSums(f, written, pageSize); err != nil {
+		return err
 	}
 	if _, err := f.WriteAt(r.encode(), metaPageAt(txid, pageSize)+commitRecordAt); err != nil {
 		return err
