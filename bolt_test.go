@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	"github.com/ehcheckpoints/boltstore/internal/fsync"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -64,6 +68,85 @@ func TestGatherStopsWaitingWhenClosing(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("gather kept waiting for writes on a closing store")
+	}
+}
+
+// TestCancelledWhileQueuedFailsOnlyItself holds a commit in its fsync so
+// that later writes queue for the next one, then ends the contexts of some
+// of them: those fail with their context's error and are never written;
+// the rest of their batch is committed as if they had never been there.
+func TestCancelledWhileQueuedFailsOnlyItself(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t, filepath.Join(t.TempDir(), "cp.db"), nil)
+	seq := int64(1)
+	if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
+		t.Fatal(err)
+	}
+	inSync, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	syncData = func(f *os.File) error {
+		once.Do(func() {
+			close(inSync)
+			<-release
+		})
+		return fsync.Fdatasync(f)
+	}
+	t.Cleanup(func() { syncData = fsync.Fdatasync })
+
+	results := make(chan string, 4)
+	run := func(name string, call func() error) {
+		go func() { results <- fmt.Sprintf("%s: %v", name, call()) }()
+	}
+	run("held", func() error { return s.SetCheckpoint(ctx, checkpoint("held", nil, &seq), nil) })
+	<-inSync
+	cpCtx, cancelCp := context.WithCancel(ctx)
+	claimCtx, cancelClaim := context.WithCancel(ctx)
+	run("cancelled checkpoint", func() error { return s.SetCheckpoint(cpCtx, checkpoint("cancelled", nil, &seq), nil) })
+	run("kept", func() error { return s.SetCheckpoint(ctx, checkpoint("kept", nil, &seq), nil) })
+	run("cancelled claim", func() error {
+		_, err := s.ClaimOwnership(claimCtx, []azeventhubs.Ownership{ownership("cancelled", "me", nil)}, nil)
+		return err
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if n, _ := s.committer.queued(); n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writes did not queue behind the held commit")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancelCp()
+	cancelClaim()
+	got := map[string]bool{}
+	for range 2 {
+		got[<-results] = true
+	}
+	for _, name := range []string{"cancelled checkpoint", "cancelled claim"} {
+		want := fmt.Sprintf("%s: %s: %v (nothing was written)", name, s.Path(), context.Canceled)
+		if !got[want] {
+			t.Errorf("results %v, want %q", got, want)
+		}
+	}
+	close(release)
+	for range 2 {
+		if r := <-results; r != "held: <nil>" && r != "kept: <nil>" {
+			t.Errorf("a write beside the cancelled ones: %s", r)
+		}
+	}
+	cps, err := s.ListCheckpoints(ctx, testNS, testHub, testGroup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []string
+	for _, cp := range cps {
+		stored = append(stored, cp.PartitionID)
+	}
+	if fmt.Sprint(stored) != "[0 held kept]" {
+		t.Errorf("stored checkpoints of partitions %v, want [0 held kept]", stored)
+	}
+	if owns, err := s.ListOwnership(ctx, testNS, testHub, testGroup, nil); err != nil || len(owns) != 0 {
+		t.Errorf("ownerships after the cancelled claim: %+v, %v; want none", owns, err)
 	}
 }
 
