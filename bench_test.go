@@ -85,7 +85,10 @@ func filledStore(b *testing.B, opts *boltstore.Options) (*boltstore.Store, []aze
 // disk: a 4 KiB write at a fixed offset of a preallocated file, then
 // fdatasync. bbolt syncs twice per commit, so a store commit costs at
 // least about twice this.
-func BenchmarkFsyncFloor(b *testing.B) {
+func BenchmarkFsyncFloor(b *testing.B) { benchFloor(b, (*benchcmp.Floor).Write) }
+
+// benchFloor times write on a fresh floor file.
+func benchFloor(b *testing.B, write func(*benchcmp.Floor) error) {
 	fl, err := benchcmp.OpenFloor(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -93,9 +96,10 @@ func BenchmarkFsyncFloor(b *testing.B) {
 	defer fl.Close()
 	b.ReportAllocs()
 	lat := newLatencies(b)
+	op := func() error { return write(fl) }
 	b.ResetTimer()
 	for range b.N {
-		lat.time(fl.Write)
+		lat.time(op)
 	}
 	b.StopTimer()
 	lat.report()
@@ -115,19 +119,7 @@ func BenchmarkFsyncEightPages(b *testing.B) {
 		{"scattered", []int64{0, 4, 5, 10, 11, 12, 13, 16}}, // as a store commit wrote them
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			fl, err := benchcmp.OpenFloor(b.TempDir())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer fl.Close()
-			b.ReportAllocs()
-			lat := newLatencies(b)
-			b.ResetTimer()
-			for range b.N {
-				lat.time(func() error { return fl.WritePages(bc.pages) })
-			}
-			b.StopTimer()
-			lat.report()
+			benchFloor(b, func(fl *benchcmp.Floor) error { return fl.WritePages(bc.pages) })
 		})
 	}
 }

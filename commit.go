@@ -128,26 +128,29 @@ func readCommitRecord(f *os.File, txid uint64, pageSize int) (r commitRecord, ok
 // commit wrote, or -1 if every one does. A page past the end of the file
 // does not; a failure to read one is an error, not a verdict.
 func (r commitRecord) damagedPage(f *os.File, pageSize int) (int64, error) {
-	buf := getPageBuffer(pageSize)
-	defer pageBuffers.Put(buf)
-	page := *buf
-	for _, p := range r.pages {
-		_, err := f.ReadAt(page, int64(p.id)*int64(pageSize))
-		switch {
-		case errors.Is(err, io.EOF):
-			return int64(p.id), nil
-		case err != nil:
-			return -1, err
-		case crc32.Checksum(page, castagnoli) != p.sum:
-			return int64(p.id), nil
+	ids := make([]uint64, len(r.pages))
+	for i, p := range r.pages {
+		ids[i] = p.id
+	}
+	sums, err := pageSums(f, ids, pageSize)
+	for i, s := range sums {
+		if s.sum != r.pages[i].sum {
+			return int64(s.id), nil
 		}
+	}
+	switch {
+	case errors.Is(err, io.EOF):
+		return int64(r.pages[len(sums)].id), nil
+	case err != nil:
+		return -1, err
 	}
 	return -1, nil
 }
 
-// pageSums reads the pages ids (sorted) and returns their checksums. Pages
-// next to each other are read together, up to maxPagesPerRead at a time:
-// a commit's pages lie in a few runs, and each read is a system call.
+// pageSums reads the pages ids and returns their checksums. Adjacent pages
+// are read together, up to maxPagesPerRead at a time: a commit's pages lie
+// in a few runs, and each read is a system call. If the file ends before a
+// page, it returns the sums of the pages before that one and io.EOF.
 func pageSums(f *os.File, ids []uint64, pageSize int) ([]pageSum, error) {
 	buf := getPageBuffer(maxPagesPerRead * pageSize)
 	defer pageBuffers.Put(buf)
@@ -158,11 +161,12 @@ func pageSums(f *os.File, ids []uint64, pageSize int) ([]pageSum, error) {
 			n++
 		}
 		run := (*buf)[:n*pageSize]
-		if _, err := f.ReadAt(run, int64(ids[0])*int64(pageSize)); err != nil {
-			return nil, err
+		got, err := f.ReadAt(run, int64(ids[0])*int64(pageSize))
+		for i := 0; i < n && (i+1)*pageSize <= got; i++ {
+			sums = append(sums, pageSum{id: ids[i], sum: crc32.Checksum(run[i*pageSize:(i+1)*pageSize], castagnoli)})
 		}
-		for i, id := range ids[:n] {
-			sums = append(sums, pageSum{id: id, sum: crc32.Checksum(run[i*pageSize:(i+1)*pageSize], castagnoli)})
+		if err != nil {
+			return sums, err
 		}
 		ids = ids[n:]
 	}
@@ -200,15 +204,15 @@ func metaHighWater(meta []byte) uint64 { return binary.NativeEndian.Uint64(meta[
 // A commit known to have been acknowledged (recordNextAcknowledged) is
 // never torn: if it does not match its record, its record is damaged, or
 // its meta page is gone, the file was damaged after the commit, and damage
-// describes how. Falling
-// back would silently lose the commit.
+// describes how. Falling back would silently lose the commit.
 func tornCommit(f *os.File) (newest []byte, torn bool, damage string, err error) {
 	newest, _ = newestMeta(f)
 	if newest == nil {
 		return nil, false, "", nil
 	}
 	txid, pageSize := metaTxID(newest), metaPageSize(newest)
-	if r, ok := readCommitRecord(f, txid, pageSize); ok && r.flags&recordNextAcknowledged != 0 {
+	r, recorded := readCommitRecord(f, txid, pageSize)
+	if recorded && r.flags&recordNextAcknowledged != 0 {
 		return newest, false, fmt.Sprintf("the meta page of commit %d, which was acknowledged, is damaged (page %d)", txid+1, metaPageAt(txid+1, pageSize)/int64(pageSize)), nil
 	}
 	if txid == 0 {
@@ -223,11 +227,10 @@ func tornCommit(f *os.File) (newest []byte, torn bool, damage string, err error)
 		return newest, false, "", nil // not written with records: trusted, as bbolt would
 	}
 	acknowledged := before.flags&recordNextAcknowledged != 0
-	r, ok := readCommitRecord(f, txid, pageSize)
 	switch {
-	case !ok && acknowledged:
+	case !recorded && acknowledged:
 		return newest, false, fmt.Sprintf("the commit record of commit %d, which was acknowledged, is damaged (page %d)", txid, metaPageAt(txid, pageSize)/int64(pageSize)), nil
-	case !ok:
+	case !recorded:
 		return newest, true, "", nil
 	}
 	bad, err := r.damagedPage(f, pageSize)

@@ -1025,7 +1025,7 @@ func relDamageRun(path string, open func(string) (*Store, error), c relDamageCas
 
 // relJudgeSalvage checks records Salvage returned: each must be exactly a
 // record of the store's content.
-func relJudgeSalvage(got []Record, want []Record) string {
+func relJudgeSalvage(got, want []Record) string {
 	held := map[string]Record{}
 	for _, r := range want {
 		held[relRecordKey(r)] = r

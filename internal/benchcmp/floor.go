@@ -50,24 +50,17 @@ func OpenFloor(dir string) (*Floor, error) {
 	return fl, nil
 }
 
-// Write does one durable 4 KiB write.
-func (fl *Floor) Write() error {
-	// Change a byte so that the page is really dirty each time.
-	fl.buf[0]++
-	if _, err := fl.f.WriteAt(fl.buf, 0); err != nil {
-		return err
-	}
-	if err := fsync.Fdatasync(fl.f); err != nil {
-		return fmt.Errorf("fdatasync: %w", err)
-	}
-	return nil
-}
+// Write does one durable 4 KiB write, at the start of the file.
+func (fl *Floor) Write() error { return fl.WritePages(firstPage) }
+
+var firstPage = []int64{0}
 
 // WritePages writes a 4 KiB page at each of the page numbers given, all
 // inside the preallocated file, and then syncs them with one fdatasync, as
 // a commit of that many pages does. A page past the file would grow it and
 // time a metadata flush too, so it is refused.
 func (fl *Floor) WritePages(pages []int64) error {
+	// Change a byte so that the pages are really dirty each time.
 	fl.buf[0]++
 	for _, p := range pages {
 		if p < 0 || p >= floorFileSize/FloorWriteSize {
