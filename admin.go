@@ -53,9 +53,15 @@ type Scope struct {
 	Namespace, EventHub, ConsumerGroup string
 }
 
-func (sc Scope) matches(level int, name []byte) bool {
-	want := [...]string{sc.Namespace, sc.EventHub, sc.ConsumerGroup}[level]
-	return want == "" || bytes.Equal(appendFolded(nil, want), name)
+// folded returns the scope's names folded, nil where any name matches.
+func (sc Scope) folded() [3][]byte {
+	var names [3][]byte
+	for i, name := range [...]string{sc.Namespace, sc.EventHub, sc.ConsumerGroup} {
+		if name != "" {
+			names[i] = appendFolded(nil, name)
+		}
+	}
+	return names
 }
 
 // Records returns the records in scope, ordered by namespace, event hub,
@@ -64,26 +70,24 @@ func (sc Scope) matches(level int, name []byte) bool {
 func (s *Store) Records(ctx context.Context, scope Scope) ([]Record, error) {
 	var records []Record
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return s.walkGroups(tx, scope, func(g groupKey, groupBucket *bolt.Bucket) error {
-			for _, kind := range []recordKind{kindOwnership, kindCheckpoint} {
-				b, err := s.kindBucket(groupBucket, kind)
+		records = nil
+		return s.walkGroups(tx, scope, func(g groupKey, id []byte) error {
+			for _, kind := range recordKinds {
+				b, err := recordBucket(tx, kind)
 				if err != nil {
-					return err
+					return corruptError(s.path, err.Error())
 				}
 				if b == nil {
 					continue
 				}
 				prefix := g.checksumPrefix(kind)
-				err = b.ForEach(func(k, v []byte) error {
+				gc := groupCursor{c: b.Cursor(), groupID: id}
+				for k, v := gc.first(); k != nil; k, v = gc.next() {
 					rec, err := decodeRecord(g, kind, prefix, k, v)
 					if err != nil {
 						return corruptError(s.path, err.Error())
 					}
 					records = append(records, rec)
-					return nil
-				})
-				if err != nil {
-					return err
 				}
 			}
 			return nil
@@ -95,44 +99,59 @@ func (s *Store) Records(ctx context.Context, scope Scope) ([]Record, error) {
 	return records, nil
 }
 
-// walkGroups calls fn for each consumer group bucket in scope.
-func (s *Store) walkGroups(tx *bolt.Tx, scope Scope, fn func(groupKey, *bolt.Bucket) error) error {
-	data := tx.Bucket(bucketData)
-	if data == nil {
-		return corruptError(s.path, "the data bucket is missing")
-	}
-	return s.eachBucket(data, scope, 0, func(ns []byte, nsBucket *bolt.Bucket) error {
-		return s.eachBucket(nsBucket, scope, 1, func(hub []byte, hubBucket *bolt.Bucket) error {
-			return s.eachBucket(hubBucket, scope, 2, func(group []byte, groupBucket *bolt.Bucket) error {
-				return fn(groupKey{namespace: ns, hub: hub, group: group}, groupBucket)
-			})
-		})
-	})
-}
-
-// eachBucket calls fn for each child bucket of parent in scope. Every key
-// at these levels names a bucket; a plain value is a damaged bucket flag,
-// which would otherwise hide the bucket and everything below it.
-func (s *Store) eachBucket(parent *bolt.Bucket, scope Scope, level int, fn func([]byte, *bolt.Bucket) error) error {
-	return parent.ForEach(func(name, v []byte) error {
-		if v != nil {
-			return corruptError(s.path, fmt.Sprintf("bucket %q is stored as a plain value", name))
-		}
-		if !scope.matches(level, name) {
-			return nil
-		}
-		return fn(name, parent.Bucket(name))
-	})
-}
-
-// kindBucket returns a group's bucket of one kind of record, or nil when
-// the group has none, with the same check as eachBucket.
-func (s *Store) kindBucket(groupBucket *bolt.Bucket, kind recordKind) (*bolt.Bucket, error) {
-	b, err := childBucket(groupBucket, kind.bucket())
+// walkGroups calls fn for each consumer group in scope, in key order, with
+// its id. A group entry that does not parse is damage (ErrCorrupt).
+func (s *Store) walkGroups(tx *bolt.Tx, scope Scope, fn func(g groupKey, id []byte) error) error {
+	groups, err := childBucket(tx.Cursor().Bucket(), bucketGroups)
 	if err != nil {
-		return nil, corruptError(s.path, err.Error())
+		return corruptError(s.path, err.Error())
 	}
-	return b, nil
+	if groups == nil {
+		return nil
+	}
+	want := scope.folded()
+	var prefix []byte // the names given from the left
+	for _, name := range want {
+		if name == nil {
+			break
+		}
+		prefix = append(append(prefix, name...), 0)
+	}
+	c := groups.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if err := checkGroupEntry(k, v); err != nil {
+			return corruptError(s.path, err.Error())
+		}
+		g, _ := splitGroupKey(k)
+		if inScope(want, g) {
+			if err := fn(g, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkGroupEntry reports what is wrong with an entry of the groups
+// bucket, the key k and the value v.
+func checkGroupEntry(k, v []byte) error {
+	if _, ok := splitGroupKey(k); !ok {
+		return fmt.Errorf("the consumer group key %q is malformed", k)
+	}
+	if _, ok := parseGroupID(v); !ok {
+		return fmt.Errorf("consumer group %q: the group id %x is malformed", k, v)
+	}
+	return nil
+}
+
+// inScope reports whether g has every name want gives.
+func inScope(want [3][]byte, g groupKey) bool {
+	for i, name := range [...][]byte{g.namespace, g.hub, g.group} {
+		if want[i] != nil && !bytes.Equal(want[i], name) {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeRecord decodes a stored record for the admin API. Its error
@@ -252,17 +271,22 @@ func (s *Store) PutRecords(ctx context.Context, records []Record) error {
 		for _, r := range records {
 			kind, _ := r.Type.kind()
 			g := newGroupKey(r.Namespace, r.EventHub, r.ConsumerGroup)
-			b, err := w.recordBucket(g, kind)
+			id, err := w.groupID(g)
 			if err != nil {
 				return nil, err
 			}
-			key := appendPartitionKey(nil, r.PartitionID)
+			b, err := w.recordBucket(kind)
+			if err != nil {
+				return nil, err
+			}
+			partitionKey := appendPartitionKey(nil, r.PartitionID)
+			key := recordKey(id, partitionKey)
 			prefix := g.checksumPrefix(kind)
 			var value []byte
 			if kind == kindOwnership {
-				value = w.enc.ownership(prefix, key, ownershipRecord{ownerID: r.OwnerID, etag: r.ETag, modified: r.LastModifiedTime.UnixNano()})
+				value = w.enc.ownership(prefix, partitionKey, ownershipRecord{ownerID: r.OwnerID, etag: r.ETag, modified: r.LastModifiedTime.UnixNano()})
 			} else {
-				value = w.enc.checkpoint(prefix, key, checkpointRecord{offset: r.Offset, sequence: r.SequenceNumber, writtenAt: r.WrittenAt.UnixNano()})
+				value = w.enc.checkpoint(prefix, partitionKey, checkpointRecord{offset: r.Offset, sequence: r.SequenceNumber, writtenAt: r.WrittenAt.UnixNano()})
 			}
 			if err := b.Put(key, value); err != nil {
 				return nil, err
@@ -286,12 +310,16 @@ func (s *Store) DeleteRecords(ctx context.Context, records []Record) (int, error
 		deleted = 0
 		for _, r := range records {
 			kind, _ := r.Type.kind()
-			b, err := recordBucket(w.Tx, newGroupKey(r.Namespace, r.EventHub, r.ConsumerGroup), kind)
+			records, ok, err := groupRecords(w.Tx, newGroupKey(r.Namespace, r.EventHub, r.ConsumerGroup), kind)
 			if err != nil {
 				return nil, s.recordError(string(r.Type), r.Namespace, r.EventHub, r.ConsumerGroup, r.PartitionID, err)
 			}
-			key := appendPartitionKey(nil, r.PartitionID)
-			if b == nil || b.Get(key) == nil {
+			if !ok {
+				continue
+			}
+			b := records.c.Bucket()
+			key := recordKey(records.groupID, appendPartitionKey(nil, r.PartitionID))
+			if b.Get(key) == nil {
 				continue
 			}
 			if err := b.Delete(key); err != nil {
@@ -320,30 +348,47 @@ func (s *Store) DeleteScope(ctx context.Context, scope Scope) (int, error) {
 	if len(names) == 0 {
 		return 0, fmt.Errorf("%s: DeleteScope: %w: no namespace given", s.path, ErrInvalidArgument)
 	}
-	folded := make([][]byte, len(names))
 	for i, name := range names {
 		if err := checkName([...]string{"namespace", "event hub", "consumer group"}[i], name, true); err != nil {
 			return 0, fmt.Errorf("%s: DeleteScope(%s): %w", s.path, coordinates(scope.Namespace, scope.EventHub, scope.ConsumerGroup, ""), err)
 		}
-		folded[i] = appendFolded(nil, name)
 	}
 	deleted := 0
 	err := s.committer.write(ctx, func(w *writeTx) (error, error) {
 		deleted = 0
-		parent := w.Bucket(bucketData)
-		for _, name := range folded[:len(folded)-1] {
-			if parent == nil {
-				return nil, nil
+		// Collected first: deleting under a cursor makes it skip keys.
+		var groupKeys [][]byte
+		var recordKeys [len(recordKinds)][][]byte
+		err := s.walkGroups(w.Tx, scope, func(g groupKey, id []byte) error {
+			groupKeys = append(groupKeys, bytes.Clone(g.key))
+			for i, kind := range recordKinds {
+				records, ok, err := groupRecords(w.Tx, g, kind)
+				if err != nil {
+					return corruptError(s.path, err.Error())
+				}
+				for k, _ := records.first(); ok && k != nil; k, _ = records.next() {
+					recordKeys[i] = append(recordKeys[i], recordKey(id, k))
+				}
 			}
-			parent = parent.Bucket(name)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		last := folded[len(folded)-1]
-		if parent == nil || parent.Bucket(last) == nil {
-			return nil, nil
+		for i, kind := range recordKinds {
+			for _, k := range recordKeys[i] {
+				if err := w.Bucket(kind.bucket()).Delete(k); err != nil {
+					return nil, err
+				}
+			}
+			deleted += len(recordKeys[i])
 		}
-		deleted = countTree(parent.Bucket(last))
-		w.forgetBuckets()
-		return nil, parent.DeleteBucket(last)
+		for _, k := range groupKeys {
+			if err := w.Bucket(bucketGroups).Delete(k); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
 	})
 	if err != nil {
 		// A call whose context ended may still be committing; do not
@@ -351,20 +396,6 @@ func (s *Store) DeleteScope(ctx context.Context, scope Scope) (int, error) {
 		return 0, err
 	}
 	return deleted, nil
-}
-
-// countTree counts the records (non-bucket keys) below b.
-func countTree(b *bolt.Bucket) int {
-	n := 0
-	_ = b.ForEach(func(k, v []byte) error {
-		if v == nil {
-			n += countTree(b.Bucket(k))
-		} else {
-			n++
-		}
-		return nil
-	})
-	return n
 }
 
 // Check verifies the whole file: bbolt's page structure, the format marker,
@@ -399,41 +430,68 @@ func (s *Store) Check(ctx context.Context) error {
 
 // recordProblems decodes every record and appends what is damaged to
 // problems, up to max in all. Because a record's checksum covers its
-// coordinates, this also finds a damaged bucket name: the records below it
-// no longer match their path. A key in a group other than the two record
-// buckets is a damaged kind bucket name, whose records lists would miss.
+// group's names, this also finds a damaged key or group id. A record
+// whose group id no group has would be missed by lists, and so would the
+// records below a bucket other than the format marker, the groups and the
+// two record buckets: a damaged bucket name.
 func (s *Store) recordProblems(tx *bolt.Tx, problems []error, max int) ([]error, error) {
 	add := func(err error) {
 		if len(problems) < max {
 			problems = append(problems, checkProblem(s.path, err))
 		}
 	}
-	err := s.walkGroups(tx, Scope{}, func(g groupKey, groupBucket *bolt.Bucket) error {
-		_ = groupBucket.ForEach(func(name, _ []byte) error {
-			if !bytes.Equal(name, bucketOwnership) && !bytes.Equal(name, bucketCheckpoint) {
-				add(fmt.Errorf("%s: unexpected key %q in the group", coordinates(string(g.namespace), string(g.hub), string(g.group), ""), name))
-			}
-			return nil
-		})
-		for _, kind := range []recordKind{kindOwnership, kindCheckpoint} {
-			b, err := s.kindBucket(groupBucket, kind)
-			if err != nil {
-				add(err)
-			}
-			if b == nil {
-				continue
-			}
-			prefix := g.checksumPrefix(kind)
-			_ = b.ForEach(func(k, v []byte) error {
-				if _, err := decodeRecord(g, kind, prefix, k, v); err != nil {
-					add(err)
-				}
-				return nil
-			})
+	_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		switch {
+		case bytes.Equal(name, bucketMarker), bytes.Equal(name, bucketGroups):
+		case bytes.Equal(name, bucketOwnership), bytes.Equal(name, bucketCheckpoint):
+		default:
+			add(fmt.Errorf("unexpected bucket %q", name))
 		}
 		return nil
 	})
-	return problems, err
+	groups := map[uint64]groupKey{}
+	if b, err := childBucket(tx.Cursor().Bucket(), bucketGroups); err != nil {
+		add(err)
+	} else if b != nil {
+		_ = b.ForEach(func(k, v []byte) error {
+			if err := checkGroupEntry(k, v); err != nil {
+				add(err)
+				return nil
+			}
+			id, _ := parseGroupID(v)
+			g, _ := splitGroupKey(k)
+			if other, taken := groups[id]; taken {
+				add(fmt.Errorf("consumer groups %q and %q have the same id %d", other.key, k, id))
+			}
+			groups[id] = g
+			return nil
+		})
+	}
+	for _, kind := range recordKinds {
+		b, err := recordBucket(tx, kind)
+		if err != nil {
+			add(err)
+		}
+		if b == nil {
+			continue
+		}
+		_ = b.ForEach(func(k, v []byte) error {
+			id, partitionKey, ok := splitRecordKey(k)
+			g, known := groups[id]
+			switch {
+			case !ok:
+				add(fmt.Errorf("%s record key %x has no group id", kind.recordType(), k))
+			case !known:
+				add(fmt.Errorf("%s record key %x: no consumer group has the id %d", kind.recordType(), k, id))
+			default:
+				if _, err := decodeRecord(g, kind, g.checksumPrefix(kind), partitionKey, v); err != nil {
+					add(err)
+				}
+			}
+			return nil
+		})
+	}
+	return problems, nil
 }
 
 // checkProblem is one problem in Check's report: an ErrCorrupt naming the

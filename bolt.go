@@ -51,7 +51,10 @@ func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, err error
 		if err != nil {
 			return classifyOpenError(path, err)
 		}
-		return db.View(func(tx *bolt.Tx) error { return checkFormat(path, tx, info.Size()) })
+		if err := db.View(func(tx *bolt.Tx) error { return checkFormat(path, tx, info.Size()) }); err != nil {
+			return err
+		}
+		return migrateLayout(path, db, f)
 	})
 	if err != nil {
 		if db != nil {
@@ -232,8 +235,12 @@ func initBolt(tx *bolt.Tx) error {
 	if err := marker.Put(keyFormat, []byte{formatVersion}); err != nil {
 		return err
 	}
-	_, err = tx.CreateBucket(bucketData)
-	return err
+	for _, name := range layoutBuckets {
+		if _, err := tx.CreateBucket(name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // contain runs fn, turning a bbolt panic or a memory fault on the mapped
@@ -326,39 +333,27 @@ type applyFunc func(w *writeTx) (opErr, fatal error)
 type writeTx struct {
 	*bolt.Tx
 	enc *recordEncoder
-	// buckets caches the record buckets opened in this transaction:
-	// operations of one batch mostly write to the same group, and opening
-	// five nested buckets per write cost more than the write.
-	buckets map[string]*bolt.Bucket
-	key     []byte // scratch for bucket cache keys
 }
 
-// recordBucket opens, creating as needed, the bucket of a group's records.
-func (w *writeTx) recordBucket(g groupKey, kind recordKind) (*bolt.Bucket, error) {
-	k := append(w.key[:0], g.namespace...)
-	k = append(k, 0)
-	k = append(k, g.hub...)
-	k = append(k, 0)
-	k = append(k, g.group...)
-	k = append(k, 0, byte(kind))
-	w.key = k
-	if b, ok := w.buckets[string(k)]; ok {
-		return b, nil
+// groupID returns a group's id, giving it one if it has none.
+func (w *writeTx) groupID(g groupKey) ([]byte, error) {
+	id, err := groupIDFor(w.Tx, g)
+	if err != nil {
+		return nil, corruptError(w.DB().Path(), fmt.Sprintf("consumer group %s: %v", coordinates(string(g.namespace), string(g.hub), string(g.group), ""), err))
 	}
-	key := string(k)
-	b, err := createRecordBucket(w.Tx, g, kind)
+	return id, nil
+}
+
+// recordBucket opens, creating it if missing, the bucket of one kind of
+// record.
+func (w *writeTx) recordBucket(kind recordKind) (*bolt.Bucket, error) {
+	b, err := w.CreateBucketIfNotExists(kind.bucket())
 	if errors.Is(err, bolt.ErrIncompatibleValue) {
-		// A plain value where a bucket belongs: a damaged bucket flag.
+		// A plain value where the bucket belongs: a damaged bucket flag.
 		return nil, corruptError(w.DB().Path(), fmt.Sprintf("bucket of %s records is stored as a plain value", kind.recordType()))
-	}
-	if err == nil {
-		w.buckets[key] = b
 	}
 	return b, err
 }
-
-// forgetBuckets drops the cache; deleting a bucket invalidates it.
-func (w *writeTx) forgetBuckets() { clear(w.buckets) }
 
 type writeOp struct {
 	apply    applyFunc
@@ -386,7 +381,7 @@ type committer struct {
 }
 
 func newCommitter(s *Store) *committer {
-	c := &committer{store: s, wtx: writeTx{enc: newRecordEncoder(), buckets: map[string]*bolt.Bucket{}}}
+	c := &committer{store: s, wtx: writeTx{enc: newRecordEncoder()}}
 	c.idle = sync.NewCond(&c.mu)
 	return c
 }
@@ -589,7 +584,6 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) (took time.Dur
 		}()
 		w := &c.wtx
 		w.Tx = tx
-		w.forgetBuckets()
 		defer func() { w.Tx = nil }()
 		for i, op := range taken {
 			opErr, fatal := op.apply(w)

@@ -20,12 +20,16 @@ func (s *Store) SetCheckpoint(ctx context.Context, cp azeventhubs.Checkpoint, _ 
 	partitionKey := appendPartitionKey(nil, cp.PartitionID)
 	rec := checkpointRecord{offset: cp.Offset, sequence: cp.SequenceNumber}
 	return s.committer.write(ctx, func(w *writeTx) (error, error) {
-		b, err := w.recordBucket(g, kindCheckpoint)
+		id, err := w.groupID(g)
+		if err != nil {
+			return nil, err
+		}
+		b, err := w.recordBucket(kindCheckpoint)
 		if err != nil {
 			return nil, err
 		}
 		rec.writtenAt = s.now().UnixNano()
-		return nil, b.Put(partitionKey, w.enc.checkpoint(g.checksumPrefix(kindCheckpoint), partitionKey, rec))
+		return nil, b.Put(recordKey(id, partitionKey), w.enc.checkpoint(g.checksumPrefix(kindCheckpoint), partitionKey, rec))
 	})
 }
 
@@ -55,21 +59,20 @@ func (s *Store) ListCheckpoints(ctx context.Context, namespace, hub, group strin
 	g := newGroupKey(namespace, hub, group)
 	var result []azeventhubs.Checkpoint
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		b, err := recordBucket(tx, g, kindCheckpoint)
+		records, ok, err := groupRecords(tx, g, kindCheckpoint)
 		if err != nil {
 			return s.recordError("checkpoint", namespace, hub, group, "", err)
 		}
-		if b == nil {
+		if !ok {
 			return nil
 		}
-		n, size := countRecords(b)
+		n, size := countRecords(records)
 		result = make([]azeventhubs.Checkpoint, 0, n)
 		offsets := make([]string, n)
 		sequences := make([]int64, n)
 		text := newTextSlab(size)
 		prefix := g.checksumPrefix(kindCheckpoint)
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		for k, v := records.first(); k != nil; k, v = records.next() {
 			id, ok := partitionIDBytes(k)
 			if !ok {
 				return s.recordError("checkpoint", namespace, hub, group, fmt.Sprintf("%x", k), fmt.Errorf("malformed partition key"))

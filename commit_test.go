@@ -16,7 +16,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
 	"github.com/ehcheckpoints/boltstore/internal/fsync"
-	bolt "go.etcd.io/bbolt"
 )
 
 // TestTornCommitFallsBack simulates a power cut during a commit's one
@@ -42,13 +41,14 @@ func testTornCommitFallsBack(t *testing.T, noted bool) {
 	// before the test copies it.
 	held := &Options{IdleRelease: time.Hour}
 	s := openTestStore(t, path, held)
+	const groups, partitions = 3, 16
 	claim := func(etags []*azcore.ETag, owner string) []azeventhubs.Ownership {
-		// One partition in each of three groups: a commit that writes
-		// pages in three places.
+		// Sixteen partitions in each of three groups: more ownership
+		// records than one page holds, so the commit writes several.
 		var claims []azeventhubs.Ownership
 		for i, e := range etags {
-			o := ownership("0", owner, e)
-			o.ConsumerGroup = fmt.Sprint("group-", i)
+			o := ownership(fmt.Sprint(i%partitions), owner, e)
+			o.ConsumerGroup = fmt.Sprint("group-", i/partitions)
 			claims = append(claims, o)
 		}
 		won, err := s.ClaimOwnership(ctx, claims, nil)
@@ -58,7 +58,7 @@ func testTornCommitFallsBack(t *testing.T, noted bool) {
 		return won
 	}
 	// Two commits first: the second is the first one-sync commit.
-	first := claim([]*azcore.ETag{nil, nil, nil}, "first")
+	first := claim(make([]*azcore.ETag, groups*partitions), "first")
 	seq := int64(1)
 	if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
 		t.Fatal(err)
@@ -74,9 +74,13 @@ func testTornCommitFallsBack(t *testing.T, noted bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The commit that is cut: a renewal of three partitions and, in the
+	// The commit that is cut: a renewal of every partition and, in the
 	// same batch, nothing else, so that it is all or nothing.
-	second := claim([]*azcore.ETag{first[0].ETag, first[1].ETag, first[2].ETag}, "second")
+	renewals := make([]*azcore.ETag, len(first))
+	for i, o := range first {
+		renewals[i] = o.ETag
+	}
+	second := claim(renewals, "second")
 	after, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -166,74 +170,6 @@ func testTornCommitFallsBack(t *testing.T, noted bool) {
 	t.Logf("%d sectors written by the commit; of 300 cuts, %d opened as before it and %d as after it", len(changed), outcomes["before"], outcomes["after"])
 	if outcomes["before"] == 0 || outcomes["after"] == 0 {
 		t.Errorf("outcomes %v: the cuts should produce both", outcomes)
-	}
-}
-
-// TestFormatOneIsUpgradedOnFirstCommit opens a file as an older boltstore
-// left it, without commit records and marked format 1: reads leave it
-// alone, and the first commit gives it a record and format 2, which older
-// boltstores refuse to write to.
-func TestFormatOneIsUpgradedOnFirstCommit(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "cp.db")
-	s := openTestStore(t, path, nil)
-	seq := int64(7)
-	if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	legacy := relSetFormat(data, oldestFormatVersion)
-	page := os.Getpagesize()
-	for slot := range 2 {
-		clear(legacy[slot*page+commitRecordAt : (slot+1)*page])
-	}
-	if err := os.WriteFile(path, legacy, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	format := func() byte {
-		t.Helper()
-		var v byte
-		err := contain(path, func() error {
-			db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			return db.View(func(tx *bolt.Tx) error {
-				v = tx.Bucket(bucketMarker).Get(keyFormat)[0]
-				return nil
-			})
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-
-	s = openTestStore(t, path, nil)
-	if cps := listCheckpoints(t, s, testNS, testHub, testGroup); len(cps) != 1 || *cps[0].SequenceNumber != 7 {
-		t.Fatalf("checkpoints of the format 1 file: %+v", cps)
-	}
-	s.Close()
-	if v := format(); v != oldestFormatVersion {
-		t.Fatalf("format %d after reads, want %d", v, oldestFormatVersion)
-	}
-	s = openTestStore(t, path, nil)
-	seq = 8
-	if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	if v := format(); v != formatVersion {
-		t.Fatalf("format %d after a commit, want %d", v, formatVersion)
-	}
-	s = openTestStore(t, path, nil)
-	if cps := listCheckpoints(t, s, testNS, testHub, testGroup); len(cps) != 1 || *cps[0].SequenceNumber != 8 {
-		t.Fatalf("checkpoints after the upgrade: %+v", cps)
 	}
 }
 

@@ -1,6 +1,8 @@
 package boltstore
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"hash/crc32"
 	"unicode"
@@ -12,26 +14,38 @@ import (
 // File layout. Every name below is a bbolt bucket unless marked as a key.
 //
 //	boltstore                  format marker
-//	  format   (key)           one byte: formatVersion (1: no commit records)
-//	data
-//	  <namespace>              folded to lower case
-//	    <event hub>            folded to lower case
-//	      <consumer group>     folded to lower case
-//	        o                  ownership records
-//	          <partition key>  (key) codec.go: ownership record
-//	        c                  checkpoint records
-//	          <partition key>  (key) codec.go: checkpoint record
+//	  format   (key)           one byte: formatVersion
+//	g                          consumer groups
+//	  <group key>  (key)       the group's id, a uvarint
+//	o                          ownership records
+//	  <group id><partition key>   (key) codec.go: ownership record
+//	c                          checkpoint records
+//	  <group id><partition key>   (key) codec.go: checkpoint record
 //
-// Namespace, event hub and consumer group are case-insensitive in Event Hubs,
-// so they are keyed folded, and lists answer with the caller's spelling.
-// Partition ids keep their spelling. A partition key sorts numeric ids in
-// numeric order: a canonical decimal id ("0", "17") is 0x00, its length, its
-// digits; any other id is 0x01 followed by its bytes, after all numeric ones.
+// A group key is the namespace, event hub and consumer group, each folded
+// to lower case and ended by a zero byte, which no name may contain. The
+// records lie in two flat buckets rather than in a bucket per name,
+// because every bucket on a record's path is one more page that each
+// commit writes and syncs: a checkpoint's commit writes four pages, not
+// eight as in the nested layout of format versions 1 and 2 (migrate.go).
+// Records are keyed by a short group id rather than the group key so
+// that a group's 32 ownerships fit one page, and a claim writes no more.
+// A uvarint is prefix-free, so each group's records are one run of keys.
+// A record's checksum covers its group's names, not its id: a record under
+// the wrong id fails it.
+//
+// Namespace, event hub and consumer group are case-insensitive in Event
+// Hubs, so they are keyed folded, and lists answer with the caller's
+// spelling. Partition ids keep their spelling. A partition key sorts
+// numeric ids in numeric order: a canonical decimal id ("0", "17") is 0x00,
+// its length, its digits; any other id is 0x01 followed by its bytes, after
+// all numeric ones.
 const (
-	formatVersion byte = 2
+	formatVersion byte = 3
 	// oldestFormatVersion is the oldest version this boltstore reads: 1,
-	// written before commit records (commit.go), which a file gets on its
-	// first commit by this version.
+	// written before commit records (commit.go). Versions 1 and 2 keep
+	// records in nested buckets; they are converted to version 3 when the
+	// store opens them (migrate.go).
 	oldestFormatVersion byte = 1
 
 	// maxNameLen bounds each coordinate and OwnerID. Event Hubs names are far
@@ -47,7 +61,7 @@ const (
 var (
 	bucketMarker     = []byte("boltstore")
 	keyFormat        = []byte("format")
-	bucketData       = []byte("data")
+	bucketGroups     = []byte("g")
 	bucketOwnership  = []byte("o")
 	bucketCheckpoint = []byte("c")
 )
@@ -65,12 +79,6 @@ func (k recordKind) bucket() []byte {
 		return bucketOwnership
 	}
 	return bucketCheckpoint
-}
-
-// groupKey is a consumer group's folded coordinates, the bucket path below
-// data.
-type groupKey struct {
-	namespace, hub, group []byte
 }
 
 // checkName validates one coordinate or owner id. what names the field for
@@ -115,13 +123,86 @@ func checkGroup(namespace, hub, group string) error {
 	return checkName("ConsumerGroup", group, true)
 }
 
-// newGroupKey folds validated coordinates into their bucket names.
+// recordKinds are the kinds of record, in the order walks visit them.
+var recordKinds = [...]recordKind{kindOwnership, kindCheckpoint}
+
+// layoutBuckets are the buckets that hold the groups and records.
+var layoutBuckets = [...][]byte{bucketGroups, bucketOwnership, bucketCheckpoint}
+
+// groupKey is a consumer group's folded coordinates: key is the group key,
+// and namespace, hub and group are the names in it.
+type groupKey struct {
+	key                   []byte
+	namespace, hub, group []byte
+}
+
+// newGroupKey folds validated coordinates into a group key.
 func newGroupKey(namespace, hub, group string) groupKey {
-	return groupKey{
-		namespace: appendFolded(nil, namespace),
-		hub:       appendFolded(nil, hub),
-		group:     appendFolded(nil, group),
+	key := make([]byte, 0, len(namespace)+len(hub)+len(group)+3)
+	key = append(appendFolded(key, namespace), 0)
+	key = append(appendFolded(key, hub), 0)
+	key = append(appendFolded(key, group), 0)
+	g, _ := splitGroupKey(key)
+	return g
+}
+
+// groupKeyOf makes the group key of names already folded, as a nested
+// bucket path of the older layout holds them.
+func groupKeyOf(namespace, hub, group []byte) groupKey {
+	key := make([]byte, 0, len(namespace)+len(hub)+len(group)+3)
+	key = append(append(key, namespace...), 0)
+	key = append(append(key, hub...), 0)
+	key = append(append(key, group...), 0)
+	g, _ := splitGroupKey(key)
+	return g
+}
+
+// splitGroupKey reads the three names of a group key, as slices of k; ok
+// is false unless k is three names, each ended by a zero byte.
+func splitGroupKey(k []byte) (g groupKey, ok bool) {
+	rest := k
+	var names [3][]byte
+	for i := range names {
+		end := bytes.IndexByte(rest, 0)
+		if end < 0 {
+			return groupKey{}, false
+		}
+		names[i], rest = rest[:end:end], rest[end+1:]
 	}
+	return groupKey{key: k, namespace: names[0], hub: names[1], group: names[2]}, len(rest) == 0
+}
+
+// recordKey returns the key of a group's record for a partition key, in a
+// new slice: bbolt keeps the key of a Put until the commit.
+func recordKey(groupID, partitionKey []byte) []byte {
+	return append(append(make([]byte, 0, len(groupID)+len(partitionKey)), groupID...), partitionKey...)
+}
+
+// splitRecordKey splits a record key into its group id and partition key;
+// ok is false when k does not begin with a group id.
+func splitRecordKey(k []byte) (groupID uint64, partitionKey []byte, ok bool) {
+	id, n := readGroupID(k)
+	if n == 0 {
+		return 0, nil, false
+	}
+	return id, k[n:], true
+}
+
+// parseGroupID reads a group id as the groups bucket holds it.
+func parseGroupID(v []byte) (uint64, bool) {
+	id, n := readGroupID(v)
+	return id, n > 0 && n == len(v)
+}
+
+// readGroupID reads the uvarint at the start of b and its length, 0 if
+// there is none. Only the shortest encoding counts: lists find a group's
+// records by its bytes, so a longer one would hide a record from them.
+func readGroupID(b []byte) (id uint64, n int) {
+	id, n = binary.Uvarint(b)
+	if n <= 0 || n > 1 && b[n-1] == 0 {
+		return 0, 0
+	}
+	return id, n
 }
 
 // appendFolded appends s in lower case. ASCII, which is all Event Hubs
@@ -187,40 +268,21 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // checksumPrefix is the running checksum over a record's group and kind.
 // Covering the coordinates means a record that lands under the wrong key
-// through damage fails its checksum.
+// through damage fails its checksum. The group key ends each name with a
+// zero byte, as the checksum always has.
 func (g groupKey) checksumPrefix(kind recordKind) uint32 {
-	crc := crc32.Update(0, castagnoli, g.namespace)
-	crc = crc32.Update(crc, castagnoli, separator)
-	crc = crc32.Update(crc, castagnoli, g.hub)
-	crc = crc32.Update(crc, castagnoli, separator)
-	crc = crc32.Update(crc, castagnoli, g.group)
-	crc = crc32.Update(crc, castagnoli, separator)
-	return crc32.Update(crc, castagnoli, kind.bucket())
+	return crc32.Update(crc32.Update(0, castagnoli, g.key), castagnoli, kind.bucket())
 }
 
-// separator ends each name in a checksum; a package variable, because a
-// slice literal passed to crc32 escapes and costs an allocation per call.
-var separator = []byte{0}
-
-// recordBucket returns the bucket of one kind of record of a group, or nil
-// when the group has none (see childBucket for damage).
-func recordBucket(tx *bolt.Tx, g groupKey, kind recordKind) (*bolt.Bucket, error) {
-	b := tx.Bucket(bucketData)
-	for _, name := range [][]byte{g.namespace, g.hub, g.group, kind.bucket()} {
-		if b == nil {
-			return nil, nil
-		}
-		var err error
-		if b, err = childBucket(b, name); err != nil {
-			return nil, err
-		}
-	}
-	return b, nil
+// recordBucket returns the bucket of one kind of record, or nil when the
+// file has none. A plain value in its place is a damaged bucket flag,
+// which would otherwise hide every record of the kind.
+func recordBucket(tx *bolt.Tx, kind recordKind) (*bolt.Bucket, error) {
+	return childBucket(tx.Cursor().Bucket(), kind.bucket())
 }
 
-// childBucket returns parent's child bucket name, or nil if there is none.
-// A plain value where a bucket belongs is a damaged bucket flag, which
-// would otherwise hide the records below it.
+// childBucket returns parent's child bucket name, or nil if there is none,
+// and an error for a plain value where the bucket belongs.
 func childBucket(parent *bolt.Bucket, name []byte) (*bolt.Bucket, error) {
 	child := parent.Bucket(name)
 	if child == nil && parent.Get(name) != nil {
@@ -229,14 +291,71 @@ func childBucket(parent *bolt.Bucket, name []byte) (*bolt.Bucket, error) {
 	return child, nil
 }
 
-// createRecordBucket is recordBucket for writers: it creates what is missing.
-func createRecordBucket(tx *bolt.Tx, g groupKey, kind recordKind) (*bolt.Bucket, error) {
-	b, err := tx.CreateBucketIfNotExists(bucketData)
-	for _, name := range [][]byte{g.namespace, g.hub, g.group, kind.bucket()} {
-		if err != nil {
-			return nil, err
-		}
-		b, err = b.CreateBucketIfNotExists(name)
+// lookupGroup returns a group's id as its records' keys begin with it, or
+// nil if the group has no id: it never had records.
+func lookupGroup(tx *bolt.Tx, g groupKey) ([]byte, error) {
+	groups, err := childBucket(tx.Cursor().Bucket(), bucketGroups)
+	if err != nil || groups == nil {
+		return nil, err
 	}
-	return b, err
+	id := groups.Get(g.key)
+	if id == nil {
+		return nil, nil
+	}
+	if _, ok := parseGroupID(id); !ok {
+		return nil, fmt.Errorf("the group id %x is malformed", id)
+	}
+	return id, nil
+}
+
+// groupIDFor returns a group's id, giving it the next one if it has none.
+func groupIDFor(tx *bolt.Tx, g groupKey) ([]byte, error) {
+	id, err := lookupGroup(tx, g)
+	if err != nil || id != nil {
+		return id, err
+	}
+	groups, err := tx.CreateBucketIfNotExists(bucketGroups)
+	if err != nil {
+		return nil, err
+	}
+	next, err := groups.NextSequence()
+	if err != nil {
+		return nil, err
+	}
+	id = binary.AppendUvarint(nil, next)
+	return id, groups.Put(bytes.Clone(g.key), id)
+}
+
+// groupCursor walks the records of one group in a record bucket, handing
+// out partition keys.
+type groupCursor struct {
+	c       *bolt.Cursor
+	groupID []byte
+}
+
+// groupRecords returns a cursor over one kind of record of group g; ok is
+// false when the group has none.
+func groupRecords(tx *bolt.Tx, g groupKey, kind recordKind) (records groupCursor, ok bool, err error) {
+	id, err := lookupGroup(tx, g)
+	if err != nil || id == nil {
+		return groupCursor{}, false, err
+	}
+	b, err := recordBucket(tx, kind)
+	if err != nil || b == nil {
+		return groupCursor{}, false, err
+	}
+	return groupCursor{c: b.Cursor(), groupID: id}, true, nil
+}
+
+// first returns the group's first record, or a nil key if it has none.
+func (gc groupCursor) first() (partitionKey, value []byte) { return gc.within(gc.c.Seek(gc.groupID)) }
+
+// next returns the group's next record, or a nil key after its last.
+func (gc groupCursor) next() (partitionKey, value []byte) { return gc.within(gc.c.Next()) }
+
+func (gc groupCursor) within(k, v []byte) ([]byte, []byte) {
+	if !bytes.HasPrefix(k, gc.groupID) {
+		return nil, nil
+	}
+	return k[len(gc.groupID):], v
 }

@@ -29,7 +29,7 @@ func (s *Store) ClaimOwnership(ctx context.Context, ownerships []azeventhubs.Own
 	claims := make([]claim, len(ownerships))
 	keyBytes := 0
 	for _, o := range ownerships {
-		keyBytes += 2 + len(o.PartitionID)
+		keyBytes += len(o.FullyQualifiedNamespace) + len(o.EventHubName) + len(o.ConsumerGroup) + 3 + 2 + len(o.PartitionID)
 	}
 	keys := make([]byte, 0, keyBytes)
 	for i, o := range ownerships {
@@ -48,9 +48,12 @@ func (s *Store) ClaimOwnership(ctx context.Context, ownerships []azeventhubs.Own
 			c.group = newGroupKey(o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup)
 			c.prefix = c.group.checksumPrefix(kindOwnership)
 		}
+		// Folding may lengthen a name and make keys grow elsewhere; the
+		// keys taken before stay valid where they are.
 		start := len(keys)
-		keys = appendPartitionKey(keys, o.PartitionID)
-		c.partitionKey = keys[start:len(keys):len(keys)]
+		keys = appendPartitionKey(append(keys, c.group.key...), o.PartitionID)
+		c.key = keys[start:len(keys):len(keys)]
+		c.partitionKey = c.key[len(c.group.key):]
 	}
 	claimed := make([]azeventhubs.Ownership, 0, len(claims))
 	etags := make([]azcore.ETag, len(claims))
@@ -61,22 +64,25 @@ func (s *Store) ClaimOwnership(ctx context.Context, ownerships []azeventhubs.Own
 			return err, nil
 		}
 		now := s.now()
-		var b *bolt.Bucket
-		bFor := -1 // the claim whose group b is the bucket of
+		b, err := w.recordBucket(kindOwnership)
+		if err != nil {
+			return nil, err
+		}
+		var id []byte
+		idFor := -1 // the claim whose group id is
 		for i := range claims {
 			c := &claims[i]
 			if !c.wins {
 				continue
 			}
-			if bFor < 0 || !sameGroup(claims[bFor].ownership, c.ownership) {
-				var err error
-				if b, err = w.recordBucket(c.group, kindOwnership); err != nil {
+			if idFor < 0 || !sameGroup(claims[idFor].ownership, c.ownership) {
+				if id, err = w.groupID(c.group); err != nil {
 					return nil, err
 				}
-				bFor = i
+				idFor = i
 			}
 			rec := ownershipRecord{ownerID: c.ownership.OwnerID, etag: fresh[i], modified: now.UnixNano()}
-			if err := b.Put(c.partitionKey, w.enc.ownership(c.prefix, c.partitionKey, rec)); err != nil {
+			if err := b.Put(recordKey(id, c.partitionKey), w.enc.ownership(c.prefix, c.partitionKey, rec)); err != nil {
 				return nil, err
 			}
 			won := c.ownership
@@ -97,7 +103,8 @@ func (s *Store) ClaimOwnership(ctx context.Context, ownerships []azeventhubs.Own
 type claim struct {
 	ownership    azeventhubs.Ownership
 	group        groupKey
-	partitionKey []byte
+	key          []byte // group key and partition key: the partition's name
+	partitionKey []byte // the end of key
 	prefix       uint32 // group.checksumPrefix(kindOwnership)
 	wins         bool
 }
@@ -113,35 +120,32 @@ func sameGroup(a, b azeventhubs.Ownership) bool {
 // order: a later one sees the etag an earlier winner will write, which no
 // caller can know, so it loses.
 func (s *Store) decideClaims(tx *bolt.Tx, claims []claim) error {
+	b, err := recordBucket(tx, kindOwnership)
+	if err != nil {
+		o := claims[0].ownership
+		return s.recordError("ownership", o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup, "", err)
+	}
 	decided := make(map[string]bool, len(claims))
-	var key []byte
-	var b *bolt.Bucket
-	bFor := -1 // the claim whose group b is the bucket of
+	var id, key []byte // the group id of claims[idFor], a record key
+	idFor := -1
 	for i := range claims {
 		c := &claims[i]
-		key = append(key[:0], c.group.namespace...)
-		key = append(key, 0)
-		key = append(key, c.group.hub...)
-		key = append(key, 0)
-		key = append(key, c.group.group...)
-		key = append(key, 0)
-		key = append(key, c.partitionKey...)
-		if decided[string(key)] {
+		if decided[string(c.key)] {
 			c.wins = false
 			continue
 		}
-		if bFor < 0 || !sameGroup(claims[bFor].ownership, c.ownership) {
-			var err error
-			if b, err = recordBucket(tx, c.group, kindOwnership); err != nil {
+		if idFor < 0 || !sameGroup(claims[idFor].ownership, c.ownership) {
+			if id, err = lookupGroup(tx, c.group); err != nil {
 				o := c.ownership
-				return s.recordError("ownership", o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup, o.PartitionID, err)
+				return s.recordError("ownership", o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup, "", err)
 			}
-			bFor = i
+			idFor = i
 		}
 		var current []byte
 		exists := false
-		if b != nil {
-			if value := b.Get(c.partitionKey); value != nil {
+		if b != nil && id != nil {
+			key = append(append(key[:0], id...), c.partitionKey...)
+			if value := b.Get(key); value != nil {
 				_, etag, _, err := decodeOwnership(c.prefix, c.partitionKey, value)
 				if err != nil {
 					o := c.ownership
@@ -160,7 +164,7 @@ func (s *Store) decideClaims(tx *bolt.Tx, claims []claim) error {
 			c.wins = exists && string(current) == want
 		}
 		if c.wins {
-			decided[string(key)] = true
+			decided[string(c.key)] = true
 		}
 	}
 	return nil
@@ -223,20 +227,19 @@ func (s *Store) ListOwnership(ctx context.Context, namespace, hub, group string,
 	g := newGroupKey(namespace, hub, group)
 	var result []azeventhubs.Ownership
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		b, err := recordBucket(tx, g, kindOwnership)
+		records, ok, err := groupRecords(tx, g, kindOwnership)
 		if err != nil {
 			return s.recordError("ownership", namespace, hub, group, "", err)
 		}
-		if b == nil {
+		if !ok {
 			return nil
 		}
-		n, size := countRecords(b)
+		n, size := countRecords(records)
 		result = make([]azeventhubs.Ownership, 0, n)
 		etags := make([]azcore.ETag, n)
 		text := newTextSlab(size)
 		prefix := g.checksumPrefix(kindOwnership)
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		for k, v := records.first(); k != nil; k, v = records.next() {
 			id, ok := partitionIDBytes(k)
 			if !ok {
 				return s.recordError("ownership", namespace, hub, group, fmt.Sprintf("%x", k), fmt.Errorf("malformed partition key"))
@@ -265,11 +268,10 @@ func (s *Store) ListOwnership(ctx context.Context, namespace, hub, group string,
 	return result, nil
 }
 
-// countRecords counts a bucket's records and the bytes of their keys and
-// values, which bound the text a list copies out of them.
-func countRecords(b *bolt.Bucket) (n, size int) {
-	c := b.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
+// countRecords counts a group's records and the bytes of their partition
+// keys and values, which bound the text a list copies out of them.
+func countRecords(records groupCursor) (n, size int) {
+	for k, v := records.first(); k != nil; k, v = records.next() {
 		n++
 		size += len(k) + len(v)
 	}

@@ -49,11 +49,12 @@ func Salvage(ctx context.Context, path string) (records []Record, lost []error, 
 	case meta == nil:
 		return nil, nil, corruptError(path, "both bbolt meta pages are damaged; nothing leads to the records")
 	}
-	s := &salvager{pageReader: newPageReader(f, metaPageSize(meta), metaHighWater(meta))}
+	s := &salvager{pageReader: newPageReader(f, metaPageSize(meta), metaHighWater(meta)), groups: map[uint64][]groupKey{}}
 	if damage != "" {
 		s.lost = append(s.lost, errors.New(damage))
 	}
 	s.walk(binary.NativeEndian.Uint64(meta[metaRootAt:]), nil, 0)
+	s.resolve()
 	for i, e := range s.lost {
 		s.lost[i] = fmt.Errorf("%s: %w", path, e)
 	}
@@ -66,6 +67,8 @@ type salvager struct {
 	pageReader
 	records []Record
 	lost    []error
+	groups  map[uint64][]groupKey // by id, from the groups bucket
+	pending []pendingRecord
 }
 
 // walk reads the page id of the bucket at path (the bucket names from the
@@ -104,24 +107,81 @@ func (s *salvager) page(id uint64, page []byte, path [][]byte, depth int) {
 	}
 }
 
-// record keeps a value found in a record bucket (data / namespace / hub /
-// group / kind) if its checksum holds. Values elsewhere (the format
-// marker) are not records.
+// record keeps a value found in a record bucket if its checksum holds, or
+// a group's id. Records of the nested layout of format versions 1 and 2
+// lie in data / namespace / hub / group / kind and are decoded at once;
+// those of the current layout wait for the groups (resolve). Values
+// elsewhere (the format marker) are not records.
 func (s *salvager) record(path [][]byte, key, value []byte) {
-	if len(path) != 5 || !bytes.Equal(path[0], bucketData) {
+	if len(path) == 1 && bytes.Equal(path[0], bucketGroups) {
+		if err := checkGroupEntry(key, value); err != nil {
+			s.lost = append(s.lost, err)
+			return
+		}
+		id, _ := parseGroupID(value)
+		g, _ := splitGroupKey(key)
+		s.groups[id] = append(s.groups[id], g)
+		return
+	}
+	if len(path) == 0 {
 		return
 	}
 	var kind recordKind
-	switch {
-	case bytes.Equal(path[4], bucketOwnership):
+	switch last := path[len(path)-1]; {
+	case bytes.Equal(last, bucketOwnership):
 		kind = kindOwnership
-	case bytes.Equal(path[4], bucketCheckpoint):
+	case bytes.Equal(last, bucketCheckpoint):
 		kind = kindCheckpoint
 	default:
 		return
 	}
-	g := groupKey{namespace: path[1], hub: path[2], group: path[3]}
-	r, err := decodeRecord(g, kind, g.checksumPrefix(kind), key, value)
+	switch {
+	case len(path) == 1:
+		id, partitionKey, ok := splitRecordKey(key)
+		if !ok {
+			s.lost = append(s.lost, fmt.Errorf("%s record key %x has no group id", kind.recordType(), key))
+			return
+		}
+		s.pending = append(s.pending, pendingRecord{kind: kind, groupID: id, partitionKey: partitionKey, value: value})
+	case len(path) == 5 && bytes.Equal(path[0], bucketData):
+		s.keep(groupKeyOf(path[1], path[2], path[3]), kind, key, value)
+	}
+}
+
+// pendingRecord is a record whose group is known only by its id.
+type pendingRecord struct {
+	kind                recordKind
+	groupID             uint64
+	partitionKey, value []byte
+}
+
+// resolve decodes the records that waited for their groups. Damage may
+// have given two groups one id: the record's checksum, which covers its
+// group's names, tells which is its own.
+func (s *salvager) resolve() {
+	for _, r := range s.pending {
+		candidates := s.groups[r.groupID]
+		if len(candidates) == 0 {
+			s.lost = append(s.lost, fmt.Errorf("%s record of partition key %x: no consumer group has the id %d", r.kind.recordType(), r.partitionKey, r.groupID))
+			continue
+		}
+		var err error
+		for _, g := range candidates {
+			var rec Record
+			if rec, err = decodeRecord(g, r.kind, g.checksumPrefix(r.kind), r.partitionKey, r.value); err == nil {
+				s.records = append(s.records, rec)
+				break
+			}
+		}
+		if err != nil {
+			s.lost = append(s.lost, err)
+		}
+	}
+}
+
+// keep decodes a record of group g and keeps it if its checksum holds.
+func (s *salvager) keep(g groupKey, kind recordKind, partitionKey, value []byte) {
+	r, err := decodeRecord(g, kind, g.checksumPrefix(kind), partitionKey, value)
 	if err != nil {
 		s.lost = append(s.lost, err)
 		return
