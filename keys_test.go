@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"strconv"
 	"strings"
@@ -59,6 +60,46 @@ func FuzzNames(f *testing.F) {
 		}
 		if id, ok := partitionIDBytes([]byte(a)); ok && !bytes.Equal(appendPartitionKey(nil, string(id)), []byte(a)) {
 			t.Fatalf("partitionIDBytes accepted %x, which is not the key of %q", a, id)
+		}
+	})
+}
+
+// FuzzGroupKeys checks the keys of the flat layout: a group key of valid
+// names splits back into those names folded, group keys of distinct
+// groups differ, and only the shortest encoding of a group id is read, so
+// that each group's records are one run of keys that no other group's
+// share. Arbitrary bytes never panic the parsers, and whatever they accept
+// encodes back to the same bytes.
+func FuzzGroupKeys(f *testing.F) {
+	f.Add("ns", "hub", "$Default", "NS", "Hub", "$default", uint64(1), []byte{0x01, 0x00, 0x01, '0'})
+	f.Add("a", "b\x00c", "d", "a", "b", "c\x00d", uint64(300), []byte{0x81, 0x00})
+	f.Fuzz(func(t *testing.T, ns, hub, group, ns2, hub2, group2 string, id uint64, raw []byte) {
+		if checkGroup(ns, hub, group) == nil && checkGroup(ns2, hub2, group2) == nil {
+			a, b := newGroupKey(ns, hub, group), newGroupKey(ns2, hub2, group2)
+			if !bytes.Equal(a.namespace, appendFolded(nil, ns)) || !bytes.Equal(a.hub, appendFolded(nil, hub)) || !bytes.Equal(a.group, appendFolded(nil, group)) {
+				t.Fatalf("group key %q split into %q, %q, %q", a.key, a.namespace, a.hub, a.group)
+			}
+			same := bytes.Equal(a.namespace, b.namespace) && bytes.Equal(a.hub, b.hub) && bytes.Equal(a.group, b.group)
+			if same != bytes.Equal(a.key, b.key) {
+				t.Fatalf("groups %q and %q: keys %q and %q", []string{ns, hub, group}, []string{ns2, hub2, group2}, a.key, b.key)
+			}
+		}
+		encoded := binary.AppendUvarint(nil, id)
+		key := recordKey(encoded, []byte{partitionNumeric, 1, '7'})
+		if got, partitionKey, ok := splitRecordKey(key); !ok || got != id || string(partitionKey) != "\x00\x017" {
+			t.Fatalf("record key %x of id %d split into %d, %x, %v", key, id, got, partitionKey, ok)
+		}
+		if other := binary.AppendUvarint(nil, id+1); bytes.HasPrefix(other, encoded) || bytes.HasPrefix(encoded, other) {
+			t.Fatalf("ids %d and %d: %x and %x, one a prefix of the other", id, id+1, encoded, other)
+		}
+		if g, ok := splitGroupKey(raw); ok && !bytes.Equal(groupKeyOf(g.namespace, g.hub, g.group).key, raw) {
+			t.Fatalf("splitGroupKey accepted %q, which is not the key of its names", raw)
+		}
+		if got, ok := parseGroupID(raw); ok && !bytes.Equal(binary.AppendUvarint(nil, got), raw) {
+			t.Fatalf("parseGroupID accepted %x, which is not the shortest encoding of %d", raw, got)
+		}
+		if got, partitionKey, ok := splitRecordKey(raw); ok && !bytes.Equal(recordKey(binary.AppendUvarint(nil, got), partitionKey), raw) {
+			t.Fatalf("splitRecordKey accepted %x, which does not begin with the shortest encoding of %d", raw, got)
 		}
 	})
 }

@@ -836,30 +836,9 @@ func relSetFormat(data []byte, v byte) []byte {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		panic(err)
 	}
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		panic(err)
-	}
-	var txid uint64
-	err = db.Update(func(tx *bolt.Tx) error {
-		txid = uint64(tx.ID())
+	if err := relUpdateAsStore(path, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMarker).Put(keyFormat, []byte{v})
-	})
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		panic(err)
-	}
-	// As a boltstore of that version would, vouch for the commit with a
-	// record (commit.go), or this one would undo it as incomplete.
-	record := commitRecord{txid: txid, flags: recordSynced}.encode()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		panic(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt(record, int64(txid%2)*int64(os.Getpagesize())+commitRecordAt); err != nil {
+	}); err != nil {
 		panic(err)
 	}
 	b, err := os.ReadFile(path)
@@ -867,6 +846,35 @@ func relSetFormat(data []byte, v byte) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// relUpdateAsStore changes the store file at path in one bbolt commit and,
+// as a store would, vouches for the commit with a record (commit.go), or
+// the store would undo it as a commit cut short.
+func relUpdateAsStore(path string, change func(tx *bolt.Tx) error) error {
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		return err
+	}
+	var txid uint64
+	err = db.Update(func(tx *bolt.Tx) error {
+		txid = uint64(tx.ID())
+		return change(tx)
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	record := commitRecord{txid: txid, flags: recordSynced}.encode()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteAt(record, int64(txid%2)*int64(os.Getpagesize())+commitRecordAt)
+	return err
 }
 
 // relDamageRun opens the damaged file at path and runs every operation on

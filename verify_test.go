@@ -1,13 +1,17 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -119,4 +123,83 @@ func relLastCommitPages(data []byte) map[int]bool {
 		}
 	}
 	return pages
+}
+
+// TestGroupDamageIsCaught changes the groups and record keys as damage
+// could, each change leaving bbolt's pages sound: records some group's
+// lists would no longer find, or find under the wrong group. Open must
+// refuse each file as damaged, naming it and what is wrong.
+func TestGroupDamageIsCaught(t *testing.T) {
+	groupKeyOfName := func(group string) []byte { return newGroupKey(testNS, testHub, group).key }
+	for _, c := range []struct {
+		name   string
+		change func(tx *bolt.Tx) error
+		want   string
+	}{
+		{"group entry lost", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketGroups).Delete(groupKeyOfName("alpha"))
+		}, "no consumer group has the id"},
+		{"two groups share an id", func(tx *bolt.Tx) error {
+			g := tx.Bucket(bucketGroups)
+			return g.Put(groupKeyOfName("bravo"), bytes.Clone(g.Get(groupKeyOfName("alpha"))))
+		}, "have the same id"},
+		{"group key without its last name", func(tx *bolt.Tx) error {
+			g := tx.Bucket(bucketGroups)
+			k := groupKeyOfName("alpha")
+			id := bytes.Clone(g.Get(k))
+			if err := g.Delete(k); err != nil {
+				return err
+			}
+			return g.Put(k[:len(k)-1], id)
+		}, "consumer group key"},
+		{"record key with a longer encoding of its group id", func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketCheckpoint)
+			k, v := c.Cursor().First()
+			k, v = bytes.Clone(k), bytes.Clone(v)
+			if err := c.Delete(k); err != nil {
+				return err
+			}
+			return c.Put(append([]byte{k[0] | 0x80, 0}, k[1:]...), v)
+		}, "has no group id"},
+		{"bucket renamed", func(tx *bolt.Tx) error {
+			// bbolt renames no bucket: copy o to p and delete o.
+			p, err := tx.CreateBucket([]byte("p"))
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketOwnership).ForEach(func(k, v []byte) error { return p.Put(bytes.Clone(k), bytes.Clone(v)) }); err != nil {
+				return err
+			}
+			return tx.DeleteBucket(bucketOwnership)
+		}, `unexpected bucket "p"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "cp.db")
+			s := openTestStore(t, path, nil)
+			for _, group := range []string{"alpha", "bravo"} {
+				cp := checkpoint("0", nil, ptr(int64(1)))
+				cp.ConsumerGroup = group
+				if err := s.SetCheckpoint(context.Background(), cp, nil); err != nil {
+					t.Fatal(err)
+				}
+				o := ownership("0", "me", nil)
+				o.ConsumerGroup = group
+				if _, err := s.ClaimOwnership(context.Background(), []azeventhubs.Ownership{o}, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+			if err := relUpdateAsStore(path, c.change); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(path, nil)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open accepted the file")
+			}
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Open: %v; want ErrCorrupt naming the file and saying %q", err, c.want)
+			}
+		})
+	}
 }
