@@ -147,8 +147,8 @@ func SeedOtherGroups(ctx context.Context, s *boltstore.Store, groups, partitions
 // one Put of a checkpoint-sized value per commit, with bbolt's default
 // options, as a naive store would do it. Its bucket is either a top-level
 // one holding that one value (bbolt keeps it inline: the cheapest commit
-// bbolt makes) or nested as deep as a store's records, among as many
-// values as a store's group holds: the cost of the store's layout alone.
+// bbolt makes) or one bucket per name, as a naive store nests its records
+// (and format 2 of the store did), among as many values as a group holds.
 type PlainBolt struct {
 	db     *bolt.DB
 	bucket [][]byte // the path to the bucket written to
@@ -157,8 +157,8 @@ type PlainBolt struct {
 
 var (
 	plainBucket = [][]byte{[]byte("checkpoints")}
-	// nestedBuckets is as deep as a store's checkpoint records: data,
-	// namespace, event hub, consumer group, kind (keys.go).
+	// nestedBuckets is one bucket per name: data, namespace, event hub,
+	// consumer group, kind, as format 2 of the store nested them.
 	nestedBuckets = [][]byte{[]byte("data"), []byte(strings.ToLower(Namespace)), []byte(strings.ToLower(EventHub)), []byte(strings.ToLower(ConsumerGroup)), []byte("c")}
 	// nestedSibling holds a group's ownership records beside nestedBuckets.
 	nestedSibling = [][]byte{[]byte("data"), []byte(strings.ToLower(Namespace)), []byte(strings.ToLower(EventHub)), []byte(strings.ToLower(ConsumerGroup)), []byte("o")}
