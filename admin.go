@@ -355,45 +355,54 @@ func (s *Store) DeleteScope(ctx context.Context, scope Scope) (int, error) {
 	}
 	deleted := 0
 	err := s.committer.write(ctx, func(w *writeTx) (error, error) {
-		deleted = 0
-		// Collected first: deleting under a cursor makes it skip keys.
-		var groupKeys [][]byte
-		var recordKeys [len(recordKinds)][][]byte
-		err := s.walkGroups(w.Tx, scope, func(g groupKey, id []byte) error {
-			groupKeys = append(groupKeys, bytes.Clone(g.key))
-			for i, kind := range recordKinds {
-				records, ok, err := groupRecords(w.Tx, g, kind)
-				if err != nil {
-					return corruptError(s.path, err.Error())
-				}
-				for k, _ := records.first(); ok && k != nil; k, _ = records.next() {
-					recordKeys[i] = append(recordKeys[i], recordKey(id, k))
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		for i, kind := range recordKinds {
-			for _, k := range recordKeys[i] {
-				if err := w.Bucket(kind.bucket()).Delete(k); err != nil {
-					return nil, err
-				}
-			}
-			deleted += len(recordKeys[i])
-		}
-		for _, k := range groupKeys {
-			if err := w.Bucket(bucketGroups).Delete(k); err != nil {
-				return nil, err
-			}
-		}
-		return nil, nil
+		var err error
+		deleted, err = s.deleteScope(w, scope)
+		return nil, err
 	})
 	if err != nil {
 		// A call whose context ended may still be committing; do not
 		// read what it writes.
 		return 0, err
+	}
+	return deleted, nil
+}
+
+// deleteScope deletes the groups in scope and their records in w, and
+// returns how many records it deleted.
+func (s *Store) deleteScope(w *writeTx, scope Scope) (int, error) {
+	// Collected first: deleting under a cursor makes it skip keys.
+	var groupKeys [][]byte
+	var recordKeys [len(recordKinds)][][]byte
+	err := s.walkGroups(w.Tx, scope, func(g groupKey, id []byte) error {
+		groupKeys = append(groupKeys, bytes.Clone(g.key))
+		for i, kind := range recordKinds {
+			records, ok, err := groupRecords(w.Tx, g, kind)
+			if err != nil {
+				return corruptError(s.path, err.Error())
+			}
+			for k, _ := records.first(); ok && k != nil; k, _ = records.next() {
+				recordKeys[i] = append(recordKeys[i], recordKey(id, k))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	w.forgetGroups()
+	deleted := 0
+	for i, kind := range recordKinds {
+		for _, k := range recordKeys[i] {
+			if err := w.Bucket(kind.bucket()).Delete(k); err != nil {
+				return 0, err
+			}
+		}
+		deleted += len(recordKeys[i])
+	}
+	for _, k := range groupKeys {
+		if err := w.Bucket(bucketGroups).Delete(k); err != nil {
+			return 0, err
+		}
 	}
 	return deleted, nil
 }

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -333,16 +334,27 @@ type applyFunc func(w *writeTx) (opErr, fatal error)
 type writeTx struct {
 	*bolt.Tx
 	enc *recordEncoder
+	// lastGroup and lastID are the group whose id was looked up last, and
+	// its id: the writes of a batch are mostly of one group.
+	lastGroup, lastID []byte
 }
 
 // groupID returns a group's id, giving it one if it has none.
 func (w *writeTx) groupID(g groupKey) ([]byte, error) {
+	if w.lastID != nil && bytes.Equal(w.lastGroup, g.key) {
+		return w.lastID, nil
+	}
 	id, err := groupIDFor(w.Tx, g)
 	if err != nil {
 		return nil, corruptError(w.DB().Path(), fmt.Sprintf("consumer group %s: %v", coordinates(string(g.namespace), string(g.hub), string(g.group), ""), err))
 	}
+	w.lastGroup, w.lastID = g.key, id
 	return id, nil
 }
+
+// forgetGroups drops the id groupID remembers; a new transaction, or one
+// that deletes groups, must.
+func (w *writeTx) forgetGroups() { w.lastGroup, w.lastID = nil, nil }
 
 // recordBucket opens, creating it if missing, the bucket of one kind of
 // record.
@@ -584,6 +596,7 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) (took time.Dur
 		}()
 		w := &c.wtx
 		w.Tx = tx
+		w.forgetGroups()
 		defer func() { w.Tx = nil }()
 		for i, op := range taken {
 			opErr, fatal := op.apply(w)

@@ -17,6 +17,52 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// TestBatchGroupIDSurvivesDelete commits, in one batch, a write that
+// makes the transaction remember its group's id, the deletion of that
+// group, and a second write to it: the second must give the group a new id
+// and be listed, not land under the deleted id, where no group would find
+// it.
+func TestBatchGroupIDSurvivesDelete(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t, filepath.Join(t.TempDir(), "cp.db"), nil)
+	g := newGroupKey(testNS, testHub, testGroup)
+	put := func(seq int64) applyFunc {
+		return func(w *writeTx) (error, error) {
+			id, err := w.groupID(g)
+			if err != nil {
+				return nil, err
+			}
+			b, err := w.recordBucket(kindCheckpoint)
+			if err != nil {
+				return nil, err
+			}
+			key := appendPartitionKey(nil, "0")
+			return nil, b.Put(recordKey(id, key), w.enc.checkpoint(g.checksumPrefix(kindCheckpoint), key, checkpointRecord{sequence: &seq}))
+		}
+	}
+	deleteGroup := func(w *writeTx) (error, error) {
+		_, err := s.deleteScope(w, Scope{Namespace: testNS, EventHub: testHub, ConsumerGroup: testGroup})
+		return nil, err
+	}
+	var ops []*writeOp
+	for _, apply := range []applyFunc{put(1), deleteGroup, put(2)} {
+		ops = append(ops, &writeOp{apply: apply, deadline: time.Now().Add(time.Second), done: make(chan error, 1)})
+	}
+	s.committer.commit(ctx, ops)
+	for _, op := range ops {
+		if err := <-op.done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := listCheckpoints(t, s, testNS, testHub, testGroup)
+	if len(got) != 1 || *got[0].SequenceNumber != 2 {
+		t.Fatalf("after put, delete, put in one batch: %+v, want sequence 2", got)
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+}
+
 // TestGatherStopsWaitingWhenClosing: drain waits for the last commit's
 // writers, but a closing store takes no more writes, so the wait must end
 // at once instead of running out its patience (here an hour).
