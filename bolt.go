@@ -17,8 +17,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// openBolt opens bbolt on f, which already holds the flock, and checks that
-// the file is a boltstore file of a format this version reads. With
+// openBolt opens bbolt on f, which already holds the flock, checks that
+// the file is a boltstore file of a format this version reads, and
+// converts a file of an older layout (migrateLayout). With
 // recoverTorn it first falls back from a commit that did not reach the disk
 // whole and syncs the file (recoverTornCommit). bbolt panics on some
 // damaged files; the panic becomes ErrCorrupt.
@@ -52,7 +53,12 @@ func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, err error
 		if err != nil {
 			return classifyOpenError(path, err)
 		}
-		if err := db.View(func(tx *bolt.Tx) error { return checkFormat(path, tx, info.Size()) }); err != nil {
+		var version byte
+		err := db.View(func(tx *bolt.Tx) (err error) {
+			version, err = checkFormat(path, tx, info.Size())
+			return err
+		})
+		if err != nil || version == formatVersion {
 			return err
 		}
 		return migrateLayout(path, db, f)
@@ -192,25 +198,27 @@ func classifyOpenError(path string, err error) error {
 }
 
 // checkFormat verifies the format marker and that the file is as long as
-// its metadata says: bbolt would fault on pages past the end of the file.
-func checkFormat(path string, tx *bolt.Tx, fileSize int64) error {
+// its metadata says (bbolt would fault on pages past the end of the file),
+// and returns the format version.
+func checkFormat(path string, tx *bolt.Tx, fileSize int64) (byte, error) {
 	if tx.Size() > fileSize {
-		return corruptError(path, fmt.Sprintf("the file is truncated: its metadata needs %d bytes, it has %d", tx.Size(), fileSize))
+		return 0, corruptError(path, fmt.Sprintf("the file is truncated: its metadata needs %d bytes, it has %d", tx.Size(), fileSize))
 	}
 	marker := tx.Bucket(bucketMarker)
 	if marker == nil {
-		return fmt.Errorf("%s: %w: a bbolt file, but not a boltstore file", path, ErrUnsupportedFormat)
+		return 0, fmt.Errorf("%s: %w: a bbolt file, but not a boltstore file", path, ErrUnsupportedFormat)
 	}
 	switch v := marker.Get(keyFormat); {
 	case len(v) != 1:
-		return corruptError(path, "the format marker is damaged")
+		return 0, corruptError(path, "the format marker is damaged")
 	case v[0] > formatVersion:
-		return fmt.Errorf("%s: %w: format version %d is newer than this boltstore reads (%d); upgrade boltstore",
+		return 0, fmt.Errorf("%s: %w: format version %d is newer than this boltstore reads (%d); upgrade boltstore",
 			path, ErrUnsupportedFormat, v[0], formatVersion)
 	case v[0] < oldestFormatVersion:
-		return fmt.Errorf("%s: %w: unknown format version %d", path, ErrUnsupportedFormat, v[0])
+		return 0, fmt.Errorf("%s: %w: unknown format version %d", path, ErrUnsupportedFormat, v[0])
+	default:
+		return v[0], nil
 	}
-	return nil
 }
 
 // upgradeFormat marks a file of the version before commit records with

@@ -19,17 +19,13 @@ import (
 var bucketData = []byte("data")
 
 // migrateLayout converts a file of format version 1 or 2, open as db on
-// the locked descriptor f, to the current layout. A file that already has
-// it is left alone.
+// the locked descriptor f, to the current layout.
 func migrateLayout(path string, db *bolt.DB, f *os.File) error {
 	tx, err := db.Begin(true)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }() // a no-op after a commit
-	if v := tx.Bucket(bucketMarker).Get(keyFormat); len(v) == 1 && v[0] >= formatVersion {
-		return nil
-	}
 	if err := moveNestedRecords(tx); err != nil {
 		return corruptError(path, "converting it from the nested layout of format version 2: "+err.Error())
 	}
