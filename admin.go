@@ -472,6 +472,10 @@ func (s *Store) recordProblems(tx *bolt.Tx, problems []error, max int) ([]error,
 			if other, taken := groups[id]; taken {
 				add(fmt.Errorf("consumer groups %q and %q have the same id %d", other.key, k, id))
 			}
+			if id > b.Sequence() {
+				// The next new group would be given it too.
+				add(fmt.Errorf("consumer group %q has the id %d, beyond the last one given, %d", k, id, b.Sequence()))
+			}
 			groups[id] = g
 			return nil
 		})

@@ -61,7 +61,7 @@ func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, err error
 		if err != nil || version == formatVersion {
 			return err
 		}
-		return migrateLayout(path, db, f)
+		return migrateLayout(path, db, f, version)
 	})
 	if err != nil {
 		if db != nil {

@@ -300,6 +300,11 @@ func lookupGroup(tx *bolt.Tx, g groupKey) ([]byte, error) {
 	}
 	id := groups.Get(g.key)
 	if id == nil {
+		if groups.Bucket(g.key) != nil {
+			// A damaged flag made the entry a bucket; the group's
+			// records would seem to be gone.
+			return nil, fmt.Errorf("the group's entry is stored as a bucket")
+		}
 		return nil, nil
 	}
 	if _, ok := parseGroupID(id); !ok {
@@ -323,6 +328,15 @@ func groupIDFor(tx *bolt.Tx, g groupKey) ([]byte, error) {
 		return nil, err
 	}
 	id = binary.AppendUvarint(nil, next)
+	// Ids are never reused, so records under the new one mean that the
+	// sequence is damaged: the group would take over their records.
+	for _, kind := range recordKinds {
+		if b := tx.Bucket(kind.bucket()); b != nil {
+			if k, _ := b.Cursor().Seek(id); bytes.HasPrefix(k, id) {
+				return nil, fmt.Errorf("the next group id, %d, has %s records already: the groups bucket's sequence is damaged", next, kind.recordType())
+			}
+		}
+	}
 	return id, groups.Put(bytes.Clone(g.key), id)
 }
 

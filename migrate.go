@@ -19,21 +19,26 @@ import (
 var bucketData = []byte("data")
 
 // migrateLayout converts a file of format version 1 or 2, open as db on
-// the locked descriptor f, to the current layout.
-func migrateLayout(path string, db *bolt.DB, f *os.File) error {
+// the locked descriptor f, to the current layout. The file is verified
+// first, and every record's checksum as it moves: a damaged file is
+// refused as it is, for Salvage or a backup, not converted.
+func migrateLayout(path string, db *bolt.DB, f *os.File, version byte) error {
 	tx, err := db.Begin(true)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }() // a no-op after a commit
+	if err := verifyStructure(path, tx); err != nil {
+		return err
+	}
 	if err := moveNestedRecords(tx); err != nil {
-		return corruptError(path, "converting it from the nested layout of format version 2: "+err.Error())
+		return corruptError(path, fmt.Sprintf("converting it from the nested layout of format version %d: %v", version, err))
 	}
 	if err := upgradeFormat(tx); err != nil {
 		return err
 	}
 	if err := commitDurably(tx, f, false); err != nil {
-		return fmt.Errorf("%s: converting it from the nested layout of format version 2: %w", path, err)
+		return fmt.Errorf("%s: converting it from the nested layout of format version %d: %w", path, version, err)
 	}
 	return nil
 }
@@ -55,7 +60,8 @@ func moveNestedRecords(tx *bolt.Tx) error {
 	err = eachChild(data, func(namespace []byte, nsBucket *bolt.Bucket) error {
 		return eachChild(nsBucket, func(hub []byte, hubBucket *bolt.Bucket) error {
 			return eachChild(hubBucket, func(group []byte, groupBucket *bolt.Bucket) error {
-				id, err := groupIDFor(tx, groupKeyOf(namespace, hub, group))
+				g := groupKeyOf(namespace, hub, group)
+				id, err := groupIDFor(tx, g)
 				if err != nil {
 					return err
 				}
@@ -72,6 +78,9 @@ func moveNestedRecords(tx *bolt.Tx) error {
 					return records.ForEach(func(k, v []byte) error {
 						if v == nil {
 							return fmt.Errorf("unexpected bucket %q among the %s records of %s", k, kind.recordType(), coordinates(string(namespace), string(hub), string(group), ""))
+						}
+						if _, err := decodeRecord(g, kind, g.checksumPrefix(kind), k, v); err != nil {
+							return err
 						}
 						// Cloned: the pages they lie on are freed below.
 						return tx.Bucket(kind.bucket()).Put(recordKey(id, k), bytes.Clone(v))

@@ -3,10 +3,12 @@ package boltstore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -198,5 +200,81 @@ func TestDamagedNestedLayoutIsRefused(t *testing.T) {
 	salvaged, lost, err := Salvage(context.Background(), path)
 	if err != nil || len(lost) != 0 || len(salvaged) != len(records) {
 		t.Fatalf("Salvage of the nested layout: %d records, lost %v, err %v; want %d, none lost", len(salvaged), lost, err, len(records))
+	}
+}
+
+// TestDamagedNestedFileIsNotConverted damages files of format 2 as rot
+// would: a branch page that points at itself, which bbolt would follow
+// forever, and a record whose checksum fails. Open must refuse each as
+// ErrCorrupt without converting it, so the file stays as it was for
+// Salvage, a backup, or the boltstore that wrote it.
+func TestDamagedNestedFileIsNotConverted(t *testing.T) {
+	const pageSize = 4096
+	var many []Record
+	for p := range 600 {
+		seq := int64(p)
+		many = append(many, Record{Type: RecordCheckpoint, Namespace: testNS, EventHub: testHub, ConsumerGroup: testGroup, PartitionID: fmt.Sprint(p), SequenceNumber: &seq, WrittenAt: time.Unix(0, int64(p))})
+	}
+	for _, c := range []struct {
+		name   string
+		damage func(t *testing.T, path string, data []byte)
+	}{
+		{"branch page points at itself", func(t *testing.T, path string, data []byte) {
+			reachable := reachablePages(t, path)
+			for id := 2; (id+1)*pageSize <= len(data); id++ {
+				if reachable[uint64(id)] && binary.NativeEndian.Uint16(data[id*pageSize+8:]) == branchPageFlag {
+					binary.NativeEndian.PutUint64(data[id*pageSize+pageHeaderSize+8:], uint64(id))
+					return
+				}
+			}
+			t.Fatal("the nested file has no branch page")
+		}},
+		{"record checksum", func(t *testing.T, path string, data []byte) {
+			enc := newRecordEncoder()
+			g := newGroupKey(testNS, testHub, testGroup)
+			r := many[300]
+			value := enc.checkpoint(g.checksumPrefix(kindCheckpoint), appendPartitionKey(nil, r.PartitionID), checkpointRecord{sequence: r.SequenceNumber, writtenAt: r.WrittenAt.UnixNano()})
+			at := bytes.Index(data, value)
+			if at < 0 {
+				t.Fatal("record 300 is not in the file")
+			}
+			data[at+len(value)-1] ^= 0x01
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "cp.db")
+			writeLegacyFile(t, path, 2, many, nil)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.damage(t, path, data)
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			opened := make(chan error, 1)
+			go func() {
+				s, err := Open(path, nil)
+				if err == nil {
+					s.Close()
+				}
+				opened <- err
+			}()
+			select {
+			case err = <-opened:
+			case <-time.After(time.Minute):
+				t.Fatal("Open of the damaged nested file did not return within a minute")
+			}
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("Open: %v; want ErrCorrupt naming the file", err)
+			}
+			after, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(after, data) {
+				t.Fatal("the refused file was changed")
+			}
+		})
 	}
 }

@@ -156,27 +156,51 @@ type pendingRecord struct {
 }
 
 // resolve decodes the records that waited for their groups. Damage may
-// have given two groups one id: the record's checksum, which covers its
-// group's names, tells which is its own.
+// have given two groups one id, or changed an id: the record's checksum,
+// which covers its group's names, tells which group is its own, so a
+// record no group of its id matches is tried against every group, and the
+// group found serves the other records of that id first.
 func (s *salvager) resolve() {
+	var all []groupKey
+	for _, groups := range s.groups {
+		all = append(all, groups...)
+	}
+	found := map[uint64]groupKey{}
 	for _, r := range s.pending {
 		candidates := s.groups[r.groupID]
-		if len(candidates) == 0 {
-			s.lost = append(s.lost, fmt.Errorf("%s record of partition key %x: no consumer group has the id %d", r.kind.recordType(), r.partitionKey, r.groupID))
-			continue
+		if g, ok := found[r.groupID]; ok {
+			candidates = append([]groupKey{g}, candidates...)
 		}
-		var err error
-		for _, g := range candidates {
-			var rec Record
-			if rec, err = decodeRecord(g, r.kind, g.checksumPrefix(r.kind), r.partitionKey, r.value); err == nil {
-				s.records = append(s.records, rec)
-				break
+		rec, g, err := decodeAmong(r, candidates)
+		if err != nil {
+			var matched error
+			if rec, g, matched = decodeAmong(r, all); matched == nil {
+				found[r.groupID] = g
+				err = nil
 			}
 		}
-		if err != nil {
+		switch {
+		case err != nil && len(s.groups[r.groupID]) == 0:
+			s.lost = append(s.lost, fmt.Errorf("%s record of partition key %x: no consumer group has the id %d", r.kind.recordType(), r.partitionKey, r.groupID))
+		case err != nil:
 			s.lost = append(s.lost, err)
+		default:
+			s.records = append(s.records, rec)
 		}
 	}
+}
+
+// decodeAmong decodes r as a record of the first of groups whose names
+// its checksum matches.
+func decodeAmong(r pendingRecord, groups []groupKey) (Record, groupKey, error) {
+	err := fmt.Errorf("%s record of partition key %x: no consumer group's names match its checksum", r.kind.recordType(), r.partitionKey)
+	for _, g := range groups {
+		var rec Record
+		if rec, err = decodeRecord(g, r.kind, g.checksumPrefix(r.kind), r.partitionKey, r.value); err == nil {
+			return rec, g, nil
+		}
+	}
+	return Record{}, groupKey{}, err
 }
 
 // keep decodes a record of group g and keeps it if its checksum holds.

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestSalvageLosesOnlyTheDamagedPage zeroes a page of checkpoints: Open
@@ -92,6 +93,45 @@ func TestSalvageLosesOnlyTheDamagedPage(t *testing.T) {
 	}
 	if len(lost) != 1 || !strings.Contains(lost[0].Error(), path) || !strings.Contains(lost[0].Error(), `bucket "c"`) {
 		t.Errorf("Salvage reported %v, want one loss naming the file and the checkpoint bucket", lost)
+	}
+}
+
+// TestSalvageFindsTheGroupOfADamagedID changes a group's id in the groups
+// bucket: no group has the id its records carry any more, but their
+// checksums name their group, so Salvage must return every record.
+func TestSalvageFindsTheGroupOfADamagedID(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	s := openTestStore(t, path, nil)
+	for _, group := range []string{"alpha", "bravo"} {
+		for p := range 3 {
+			seq := int64(p)
+			cp := azeventhubs.Checkpoint{FullyQualifiedNamespace: testNS, EventHubName: testHub, ConsumerGroup: group, PartitionID: strconv.Itoa(p), SequenceNumber: &seq}
+			if err := s.SetCheckpoint(ctx, cp, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	all, err := s.Records(ctx, Scope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	err = relUpdateAsStore(path, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketGroups).Put(newGroupKey(testNS, testHub, "alpha").key, []byte{0x05})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, lost, err := Salvage(ctx, path)
+	if err != nil || len(lost) > 0 {
+		t.Fatalf("Salvage: %v, lost %v", err, lost)
+	}
+	key := func(r Record) string { return relRecordKey(r) }
+	slices.SortFunc(got, func(a, b Record) int { return strings.Compare(key(a), key(b)) })
+	slices.SortFunc(all, func(a, b Record) int { return strings.Compare(key(a), key(b)) })
+	if d := relRecordsDiff(got, all); d != "" {
+		t.Fatalf("Salvage: %s", d)
 	}
 }
 

@@ -161,6 +161,17 @@ func TestGroupDamageIsCaught(t *testing.T) {
 			}
 			return c.Put(append([]byte{k[0] | 0x80, 0}, k[1:]...), v)
 		}, "has no group id"},
+		{"group sequence behind the ids given", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketGroups).SetSequence(1)
+		}, "beyond the last one given"},
+		{"group entry's flag made it a bucket", func(tx *bolt.Tx) error {
+			g := tx.Bucket(bucketGroups)
+			if err := g.Delete(groupKeyOfName("alpha")); err != nil {
+				return err
+			}
+			_, err := g.CreateBucket(groupKeyOfName("alpha"))
+			return err
+		}, "is malformed"},
 		{"bucket renamed", func(tx *bolt.Tx) error {
 			// bbolt renames no bucket: copy o to p and delete o.
 			p, err := tx.CreateBucket([]byte("p"))
@@ -201,5 +212,51 @@ func TestGroupDamageIsCaught(t *testing.T) {
 				t.Fatalf("Open: %v; want ErrCorrupt naming the file and saying %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestGroupIDsAreNeverShared damages what gives and finds group ids in a
+// file the store already has open, where only the write or read itself can
+// notice: a groups sequence set back, which would hand a new group the id
+// of one that has records, and a group entry turned into a bucket, which
+// would make its records seem gone. Both must be errors.
+func TestGroupIDsAreNeverShared(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "plain.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	alpha, bravo := newGroupKey(testNS, testHub, "alpha"), newGroupKey(testNS, testHub, "bravo")
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := initBolt(tx); err != nil {
+			return err
+		}
+		id, err := groupIDFor(tx, alpha)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketCheckpoint).Put(recordKey(id, appendPartitionKey(nil, "0")), []byte("record")); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketGroups).SetSequence(0); err != nil {
+			return err
+		}
+		if id, err := groupIDFor(tx, bravo); err == nil || !strings.Contains(err.Error(), "sequence is damaged") {
+			t.Errorf("a new group after the sequence was set back: id %x, %v; want an error", id, err)
+		}
+		g := tx.Bucket(bucketGroups)
+		if err := g.Delete(alpha.key); err != nil {
+			return err
+		}
+		if _, err := g.CreateBucket(bytes.Clone(alpha.key)); err != nil {
+			return err
+		}
+		if id, err := lookupGroup(tx, alpha); err == nil {
+			t.Errorf("a group entry that is a bucket: id %x, no error", id)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
