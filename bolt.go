@@ -385,7 +385,8 @@ type writeOp struct {
 // committer owns the write path of a Store.
 type committer struct {
 	store *Store
-	wtx   writeTx // used by the leader only
+	wtx   writeTx     // used by the leader only
+	last  commitState // likewise
 
 	mu      sync.Mutex
 	queue   []*writeOp
@@ -614,7 +615,7 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) (took time.Dur
 			results[i] = opErr
 		}
 		txid = uint64(tx.ID())
-		return commitDurably(tx, file, s.opts.NoSync)
+		return commitDurably(tx, file, s.opts.NoSync, &c.last)
 	})
 	if err != nil {
 		// The DB's memory may not match the file after a failed commit;

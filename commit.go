@@ -318,10 +318,22 @@ func invalidateMeta(f *os.File, meta []byte) error {
 // syncData is fsync.Fdatasync; tests replace it to make syncs fail.
 var syncData = fsync.Fdatasync
 
+// commitState is what a commit leaves for the next one on the same DB: its
+// meta page and freelist, which the next commit would otherwise read back
+// from the file. Only the store writes the file while it holds it, so the
+// next commit of the same DB finds them unchanged.
+type commitState struct {
+	db   *bolt.DB
+	meta []byte
+	free freelist
+}
+
 // commitDurably commits tx on the file f, which bbolt has open, and
 // returns once the commit is on disk (or, with noSync, written). A commit
 // that fails after bbolt wrote its meta page is reverted (revertCommit).
-func commitDurably(tx *bolt.Tx, f *os.File, noSync bool) (err error) {
+// last, if not nil, is what the previous commit left, and gets what this
+// one leaves.
+func commitDurably(tx *bolt.Tx, f *os.File, noSync bool, last *commitState) (err error) {
 	db := tx.DB()
 	txid := uint64(tx.ID())
 	defer func() {
@@ -329,16 +341,25 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool) (err error) {
 			revertCommit(f, txid)
 		}
 	}()
-	before, _ := newestMeta(f)
-	if before == nil {
-		return errors.New("no valid meta page before the commit")
+	var before []byte
+	var freeBefore freelist
+	recorded := false
+	if last != nil && last.db == db && metaTxID(last.meta)+1 == txid {
+		// The previous commit was this DB's and wrote a record.
+		before, freeBefore, recorded = last.meta, last.free, true
+	} else {
+		if before, _ = newestMeta(f); before == nil {
+			return errors.New("no valid meta page before the commit")
+		}
+		if freeBefore, err = readFreelist(f, before); err != nil {
+			return err
+		}
+		_, recorded = readCommitRecord(f, metaTxID(before), metaPageSize(before))
+	}
+	if last != nil {
+		*last = commitState{} // until this commit is done
 	}
 	pageSize := metaPageSize(before)
-	freeBefore, err := readFreelist(f, before)
-	if err != nil {
-		return err
-	}
-	_, recorded := readCommitRecord(f, metaTxID(before), pageSize)
 	// Without a record before it, the file is trusted as bbolt writes it,
 	// so this commit must be ordered the bbolt way; it also marks the file
 	// as one whose commits carry records.
@@ -375,10 +396,15 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool) (err error) {
 	if _, err := f.WriteAt(r.encode(), metaPageAt(txid, pageSize)+commitRecordAt); err != nil {
 		return err
 	}
-	if noSync {
-		return nil
+	if !noSync {
+		if err := syncData(f); err != nil {
+			return err
+		}
 	}
-	return syncData(f)
+	if last != nil {
+		*last = commitState{db: db, meta: after, free: freeAfter}
+	}
+	return nil
 }
 
 // revertCommit invalidates the meta page of the failed commit txid, if

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -388,5 +389,66 @@ func TestOnlyOwnSyncedCommitIsNoted(t *testing.T) {
 				t.Errorf("newest commit noted as acknowledged: %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestCommitRecordListsEveryWrittenPage checks the commit record against
+// the file: every page a commit changed must be in its record, with its
+// checksum. Two stores take turns on the file, each commit by the store
+// that did not make the one before it, so a store that took the previous
+// commit's meta page and freelist from its own last commit, rather than
+// from the file, would list the wrong pages.
+func TestCommitRecordListsEveryWrittenPage(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	stores := []*Store{openTestStore(t, path, nil), openTestStore(t, path, nil)}
+	pageSize := os.Getpagesize()
+	for i := range 12 {
+		before, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq := int64(i)
+		cp := checkpoint(fmt.Sprint(i%3), nil, &seq)
+		if i%4 == 3 {
+			cp.ConsumerGroup = fmt.Sprint("group-", i) // a new group: more pages
+		}
+		if err := stores[i%2].SetCheckpoint(ctx, cp, nil); err != nil {
+			t.Fatal(err)
+		}
+		after, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newest, _ := newestMeta(f)
+		record, ok := readCommitRecord(f, metaTxID(newest), pageSize)
+		f.Close()
+		if !ok {
+			t.Fatalf("commit %d: no record", i)
+		}
+		if record.flags&recordSynced != 0 {
+			continue // its pages were synced before the record: it lists none
+		}
+		listed := map[uint64]uint32{}
+		for _, p := range record.pages {
+			listed[p.id] = p.sum
+		}
+		for id := 2; (id+1)*pageSize <= len(after); id++ {
+			page := after[id*pageSize : (id+1)*pageSize]
+			if (id+1)*pageSize <= len(before) && bytes.Equal(page, before[id*pageSize:(id+1)*pageSize]) {
+				continue
+			}
+			sum, ok := listed[uint64(id)]
+			if !ok {
+				t.Fatalf("commit %d (txid %d, by store %d): page %d changed but is not in its record %v", i, record.txid, i%2, id, record.pages)
+			}
+			if sum != crc32.Checksum(page, castagnoli) {
+				t.Fatalf("commit %d: page %d's checksum in the record does not match the page", i, id)
+			}
+		}
 	}
 }

@@ -37,7 +37,7 @@ func migrateLayout(path string, db *bolt.DB, f *os.File, version byte) error {
 	if err := upgradeFormat(tx); err != nil {
 		return err
 	}
-	if err := commitDurably(tx, f, false); err != nil {
+	if err := commitDurably(tx, f, false, nil); err != nil {
 		return fmt.Errorf("%s: converting it from the nested layout of format version %d: %w", path, version, err)
 	}
 	return nil

@@ -121,7 +121,11 @@ func readFreelist(f *os.File, meta []byte) (freelist, error) {
 	if id < 2 || id >= highWater {
 		return freelist{}, fmt.Errorf("freelist page %d: outside the file's %d pages", id, highWater)
 	}
-	header := make([]byte, pageHeaderSize+8)
+	// One read for the header and the ids that fit the first page, which
+	// is all of them unless the freelist overflows.
+	buf := getPageBuffer(int(pageSize))
+	defer pageBuffers.Put(buf)
+	header := (*buf)[:pageSize]
 	if _, err := f.ReadAt(header, int64(id*pageSize)); err != nil {
 		return freelist{}, fmt.Errorf("freelist page %d: %v", id, err)
 	}
@@ -140,9 +144,12 @@ func readFreelist(f *os.File, meta []byte) (freelist, error) {
 	if count > highWater || pageHeaderSize+8*(skip+count) > (overflow+1)*pageSize {
 		return freelist{}, fmt.Errorf("freelist page %d: %d ids do not fit in %d pages", id, count, overflow+1)
 	}
-	raw := make([]byte, 8*count)
-	if _, err := f.ReadAt(raw, int64(id*pageSize+pageHeaderSize+8*skip)); err != nil {
-		return freelist{}, fmt.Errorf("freelist page %d: %v", id, err)
+	raw := header[pageHeaderSize+8*skip:]
+	if pageHeaderSize+8*(skip+count) > pageSize {
+		raw = make([]byte, 8*count)
+		if _, err := f.ReadAt(raw, int64(id*pageSize+pageHeaderSize+8*skip)); err != nil {
+			return freelist{}, fmt.Errorf("freelist page %d: %v", id, err)
+		}
 	}
 	fl := freelist{page: id, overflow: overflow, ids: make([]uint64, count)}
 	for i := range fl.ids {
