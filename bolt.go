@@ -364,6 +364,13 @@ func (w *writeTx) groupID(g groupKey) ([]byte, error) {
 // that deletes groups, must.
 func (w *writeTx) forgetGroups() { w.lastGroup, w.lastID = nil, nil }
 
+// begin makes tx the batch's transaction.
+func (w *writeTx) begin(tx *bolt.Tx) {
+	w.Tx = tx
+	w.forgetGroups()
+	w.enc.newSlab()
+}
+
 // recordBucket opens, creating it if missing, the bucket of one kind of
 // record.
 func (w *writeTx) recordBucket(kind recordKind) (*bolt.Bucket, error) {
@@ -604,8 +611,7 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) (took time.Dur
 			}
 		}()
 		w := &c.wtx
-		w.Tx = tx
-		w.forgetGroups()
+		w.begin(tx)
 		defer func() { w.Tx = nil }()
 		for i, op := range taken {
 			opErr, fatal := op.apply(w)

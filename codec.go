@@ -47,7 +47,13 @@ type checkpointRecord struct {
 type recordEncoder struct {
 	buf bytes.Buffer
 	enc *msgpack.Encoder
+	// slab holds the values finish hands out: bbolt keeps each until the
+	// commit, and one allocation per slab costs less than one per record.
+	slab []byte
 }
+
+// slabSize holds a batch of 32 checkpoints or ownerships.
+const slabSize = 4096
 
 func newRecordEncoder() *recordEncoder {
 	e := &recordEncoder{}
@@ -64,12 +70,22 @@ func (e *recordEncoder) begin() {
 }
 
 // finish seals the record with its checksum and returns a copy the caller
-// may hand to bbolt, which keeps the slice until commit.
+// may hand to bbolt, which keeps the slice until commit. The copy lies in
+// the slab, which newSlab leaves to the values already handed out.
 func (e *recordEncoder) finish(prefix uint32, partitionKey []byte) []byte {
-	value := bytes.Clone(e.buf.Bytes())
+	n := e.buf.Len()
+	if cap(e.slab)-len(e.slab) < n {
+		e.slab = make([]byte, 0, max(slabSize, n))
+	}
+	start := len(e.slab)
+	e.slab = append(e.slab, e.buf.Bytes()...)
+	value := e.slab[start:len(e.slab):len(e.slab)]
 	binary.BigEndian.PutUint32(value, recordChecksum(prefix, partitionKey, value[checksumLen:]))
 	return value
 }
+
+// newSlab starts a new slab for the next transaction's values.
+func (e *recordEncoder) newSlab() { e.slab = nil }
 
 func (e *recordEncoder) ownership(prefix uint32, partitionKey []byte, r ownershipRecord) []byte {
 	e.begin()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +56,7 @@ func (s *Store) ClaimOwnership(ctx context.Context, ownerships []azeventhubs.Own
 		c.key = keys[start:len(keys):len(keys)]
 		c.partitionKey = c.key[len(c.group.key):]
 	}
+	linkRepeatedClaims(claims)
 	claimed := make([]azeventhubs.Ownership, 0, len(claims))
 	etags := make([]azcore.ETag, len(claims))
 	fresh := newETags(len(claims)) // made here, not in the shared transaction
@@ -106,7 +108,26 @@ type claim struct {
 	key          []byte // group key and partition key: the partition's name
 	partitionKey []byte // the end of key
 	prefix       uint32 // group.checksumPrefix(kindOwnership)
+	earlier      int    // the last claim before this one on its partition, or -1
 	wins         bool
+	taken        bool // this claim or an earlier one on its partition wins
+}
+
+// linkRepeatedClaims points each claim at the last one before it on the
+// same partition, if any: without a map, which would cost an allocation
+// per claim, for a case that is rare.
+func linkRepeatedClaims(claims []claim) {
+	order := make([]int, len(claims))
+	for i := range order {
+		order[i] = i
+		claims[i].earlier = -1
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(claims[a].key, claims[b].key) })
+	for i := 1; i < len(order); i++ {
+		if bytes.Equal(claims[order[i-1]].key, claims[order[i]].key) {
+			claims[order[i]].earlier = order[i-1]
+		}
+	}
 }
 
 // sameGroup reports whether two ownerships are of the same consumer group,
@@ -125,13 +146,16 @@ func (s *Store) decideClaims(tx *bolt.Tx, claims []claim) error {
 		o := claims[0].ownership
 		return s.recordError("ownership", o.FullyQualifiedNamespace, o.EventHubName, o.ConsumerGroup, "", err)
 	}
-	decided := make(map[string]bool, len(claims))
+	var records *bolt.Cursor // one for all lookups: each Get would make its own
+	if b != nil {
+		records = b.Cursor()
+	}
 	var id, key []byte // the group id of claims[idFor], a record key
 	idFor := -1
 	for i := range claims {
 		c := &claims[i]
-		if decided[string(c.key)] {
-			c.wins = false
+		if c.earlier >= 0 && claims[c.earlier].taken {
+			c.wins, c.taken = false, true
 			continue
 		}
 		if idFor < 0 || !sameGroup(claims[idFor].ownership, c.ownership) {
@@ -143,9 +167,9 @@ func (s *Store) decideClaims(tx *bolt.Tx, claims []claim) error {
 		}
 		var current []byte
 		exists := false
-		if b != nil && id != nil {
+		if records != nil && id != nil {
 			key = append(append(key[:0], id...), c.partitionKey...)
-			if value := b.Get(key); value != nil {
+			if k, value := records.Seek(key); value != nil && bytes.Equal(k, key) {
 				_, etag, _, err := decodeOwnership(c.prefix, c.partitionKey, value)
 				if err != nil {
 					o := c.ownership
@@ -163,9 +187,7 @@ func (s *Store) decideClaims(tx *bolt.Tx, claims []claim) error {
 		} else {
 			c.wins = exists && string(current) == want
 		}
-		if c.wins {
-			decided[string(c.key)] = true
-		}
+		c.taken = c.wins
 	}
 	return nil
 }
