@@ -457,7 +457,7 @@ func (c *committer) lead(ctx context.Context) {
 	batch := c.take()
 	var took time.Duration
 	if len(batch) > 0 {
-		took = c.commit(ctx, batch)
+		took, _ = c.commit(ctx, batch, nil)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -477,16 +477,18 @@ func (c *committer) stopLeadingLocked() {
 // drain leads until the queue is empty; expected and lastCommit are the
 // size and duration of the commit just made. Callers whose writes the last
 // commit finished are waking up to send their next ones, and a commit
-// costs little more for thirty writes than for one: so drain waits for as
-// many writes as the last commit had, for at most a quarter of that
-// commit's time and maxGatherPatience, rather than splitting the writers
-// into two half-full commits that stay out of step. It then yields while
-// the queue still grows. A caller that finds no leader commits its write
-// itself, at once; one that arrives while drain leads waits at most that
-// long more.
+// costs little more for thirty writes than for one: so each commit drain
+// makes waits for as many writes as the last one had, for at most a
+// quarter of that commit's time and maxGatherPatience, rather than
+// splitting the writers into two half-full commits that stay out of step.
+// It waits inside its transaction, applying each write as it comes, so
+// that the wait also does the batch's work. A caller that finds no leader
+// commits its write itself, at once; one that arrives while drain leads
+// waits at most that long more.
 func (c *committer) drain(expected int, lastCommit time.Duration) {
 	for {
-		c.gather(expected, min(lastCommit/gatherShareOfCommit, maxGatherPatience))
+		patience := min(lastCommit/gatherShareOfCommit, maxGatherPatience)
+		c.awaitWrite(patience)
 		c.mu.Lock()
 		batch := c.queue
 		c.queue = nil
@@ -496,26 +498,64 @@ func (c *committer) drain(expected int, lastCommit time.Duration) {
 			return
 		}
 		c.mu.Unlock()
-		expected, lastCommit = len(batch), c.commit(context.Background(), batch)
+		lastCommit, expected = c.commit(context.Background(), batch, &gatherPlan{expected: expected, patience: patience})
 	}
 }
 
-// gather yields until expected writes are queued, the store is closing or
-// patience has passed, and then until the queue stops growing:
-// gatherIdleYields yields in a row that brought no write, or
-// maxGatherYields in all. It yields rather than sleeps: the writes it
-// waits for come from goroutines that are runnable already, within
+// awaitWrite yields until a write is queued, the store is closing or
+// patience has passed. It yields rather than sleeps: the writes it waits
+// for come from goroutines that are runnable already, within
 // microseconds, and a timer that short would round up to a millisecond.
-func (c *committer) gather(expected int, patience time.Duration) {
+func (c *committer) awaitWrite(patience time.Duration) {
 	queued, closing := c.queued()
-	for start := time.Now(); queued < expected && !closing && time.Since(start) < patience; {
+	for start := time.Now(); queued == 0 && !closing && time.Since(start) < patience; {
 		runtime.Gosched()
 		queued, closing = c.queued()
 	}
+}
+
+// gatherPlan is how long a commit gathers writes into its transaction.
+type gatherPlan struct {
+	expected int           // writes to wait for, those already taken included
+	patience time.Duration // how long to wait for them
+}
+
+// gather takes writes as they are queued, handing each lot to admit, which
+// returns how many it applied, while fewer than plan.expected are applied
+// (have so far), the store is not closing and plan.patience has not
+// passed; then until the queue stops growing: gatherIdleYields yields in a
+// row that brought no write, or maxGatherYields in all. It stops when
+// admit returns false.
+func (c *committer) gather(have int, plan gatherPlan, admit func([]*writeOp) (applied int, ok bool)) {
+	take := func() (took, ok bool) {
+		ops := c.take()
+		if len(ops) == 0 {
+			return false, true
+		}
+		n, ok := admit(ops)
+		have += n
+		return true, ok
+	}
+	for start := time.Now(); have < plan.expected && time.Since(start) < plan.patience; {
+		if _, closing := c.queued(); closing {
+			break
+		}
+		took, ok := take()
+		if !ok {
+			return
+		}
+		if !took {
+			runtime.Gosched()
+		}
+	}
 	for idle, yields := 0, 0; idle < gatherIdleYields && yields < maxGatherYields; yields++ {
 		runtime.Gosched()
-		if now, _ := c.queued(); now != queued {
-			queued, idle = now, 0
+		took, ok := take()
+		if !ok {
+			return
+		}
+		if took {
+			idle = 0
 		} else {
 			idle++
 		}
@@ -567,20 +607,21 @@ func (c *committer) close() {
 }
 
 // commit runs one batch: wait for the file, take the operations still
-// wanted, apply them in one transaction, commit, and report. If ctx (the
-// leading caller's) ends while waiting for the file, the batch goes back
-// to the queue for the next leader. It returns how long the transaction
-// took, from its start until it was on disk, without the wait for the
-// file: the cost of a commit, which drain's patience is measured in; 0
-// when it failed or committed nothing.
-func (c *committer) commit(ctx context.Context, batch []*writeOp) (took time.Duration) {
+// wanted, apply them in one transaction, with plan (if not nil) gather
+// more into it, commit, and report. If ctx (the leading caller's) ends
+// while waiting for the file, the batch goes back to the queue for the
+// next leader. It returns how long the transaction took, from its start
+// until it was on disk, without the wait for the file or for more writes:
+// the cost of a commit, which drain's patience is measured in; 0 when it
+// failed or committed nothing. committed is how many writes it took.
+func (c *committer) commit(ctx context.Context, batch []*writeOp, plan *gatherPlan) (took time.Duration, committed int) {
 	s := c.store
 	db, batch := c.acquire(ctx, batch)
 	if db == nil {
 		if len(batch) > 0 {
 			c.requeue(batch)
 		}
-		return 0
+		return 0, 0
 	}
 	defer s.lease.releaseAfterWrite()
 	file := s.lease.heldFile()
@@ -591,12 +632,13 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) (took time.Dur
 		}
 	}
 	if len(taken) == 0 {
-		return 0
+		return 0, 0
 	}
 	results := make([]error, len(taken))
 	c.inCommit.Lock()
 	defer c.inCommit.Unlock()
 	start := time.Now()
+	var gathering time.Duration
 	var txid uint64
 	err := contain(s.path, func() error {
 		tx, err := db.Begin(true)
@@ -620,6 +662,32 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) (took time.Dur
 			}
 			results[i] = opErr
 		}
+		if plan != nil {
+			var fatal error
+			gatherStart := time.Now()
+			c.gather(len(taken), *plan, func(ops []*writeOp) (int, bool) {
+				n := 0
+				for _, op := range ops {
+					if !op.state.CompareAndSwap(opPending, opTaken) {
+						continue
+					}
+					// Listed before it runs: a panic in apply fails
+					// the whole batch, this write with it.
+					taken, results, n = append(taken, op), append(results, nil), n+1
+					opErr, err := op.apply(w)
+					results[len(results)-1] = opErr
+					if err != nil {
+						fatal = err
+						return n, false
+					}
+				}
+				return n, true
+			})
+			gathering = time.Since(gatherStart)
+			if fatal != nil {
+				return fatal
+			}
+		}
 		txid = uint64(tx.ID())
 		return commitDurably(tx, file, s.opts.NoSync, &c.last)
 	})
@@ -635,16 +703,16 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp) (took time.Dur
 		for _, op := range taken {
 			op.done <- err
 		}
-		return 0 // its writers may not come back soon: wait for none
+		return 0, len(taken) // its writers may not come back soon: wait for none
 	}
-	took = time.Since(start)
+	took = time.Since(start) - gathering
 	if !s.opts.NoSync {
 		s.lease.committed(db, txid)
 	}
 	for i, op := range taken {
 		op.done <- results[i]
 	}
-	return took
+	return took, len(taken)
 }
 
 // acquire waits for the file on behalf of a batch. Each operation waits at

@@ -48,7 +48,7 @@ func TestBatchGroupIDSurvivesDelete(t *testing.T) {
 	for _, apply := range []applyFunc{put(1), deleteGroup, put(2)} {
 		ops = append(ops, &writeOp{apply: apply, deadline: time.Now().Add(time.Second), done: make(chan error, 1)})
 	}
-	s.committer.commit(ctx, ops)
+	s.committer.commit(ctx, ops, nil)
 	for _, op := range ops {
 		if err := <-op.done; err != nil {
 			t.Fatal(err)
@@ -64,19 +64,28 @@ func TestBatchGroupIDSurvivesDelete(t *testing.T) {
 }
 
 // TestGatherStopsWaitingWhenClosing: drain waits for the last commit's
-// writers, but a closing store takes no more writes, so the wait must end
-// at once instead of running out its patience (here an hour).
+// writers, but a closing store takes no more writes, so both waits, for
+// the first write and for the rest of the batch, must end at once instead
+// of running out their patience (here an hour).
 func TestGatherStopsWaitingWhenClosing(t *testing.T) {
 	c := &committer{closed: true, queue: []*writeOp{{}}}
 	done := make(chan struct{})
+	admitted := 0
 	go func() {
-		c.gather(32, time.Hour)
+		c.gather(0, gatherPlan{expected: 32, patience: time.Hour}, func(ops []*writeOp) (int, bool) {
+			admitted += len(ops)
+			return len(ops), true
+		})
+		(&committer{closed: true}).awaitWrite(time.Hour)
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("gather kept waiting for writes on a closing store")
+		t.Fatal("drain kept waiting for writes on a closing store")
+	}
+	if admitted != 1 {
+		t.Fatalf("gather admitted %d writes, want the 1 queued", admitted)
 	}
 }
 
