@@ -665,9 +665,18 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp, plan *gatherPl
 		if plan != nil {
 			var fatal error
 			gatherStart := time.Now()
-			c.gather(len(taken), *plan, func(ops []*writeOp) (int, bool) {
-				n := 0
-				for _, op := range ops {
+			c.gather(len(taken), *plan, func(ops []*writeOp) (n int, ok bool) {
+				next := 0
+				defer func() {
+					// Stopped by a failure or a panic: the writes not
+					// reached go back for the next commit.
+					if next < len(ops) {
+						c.requeue(ops[next:])
+					}
+				}()
+				for next < len(ops) {
+					op := ops[next]
+					next++
 					if !op.state.CompareAndSwap(opPending, opTaken) {
 						continue
 					}
