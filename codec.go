@@ -52,7 +52,8 @@ type recordEncoder struct {
 	slab []byte
 }
 
-// slabSize holds a batch of 32 checkpoints or ownerships.
+// slabSize bounds a slab: a batch of 32 checkpoints, or most of 32
+// ownerships.
 const slabSize = 4096
 
 func newRecordEncoder() *recordEncoder {
@@ -75,7 +76,8 @@ func (e *recordEncoder) begin() {
 func (e *recordEncoder) finish(prefix uint32, partitionKey []byte) []byte {
 	n := e.buf.Len()
 	if cap(e.slab)-len(e.slab) < n {
-		e.slab = make([]byte, 0, max(slabSize, n))
+		// Small for a transaction of one write, doubling for a batch.
+		e.slab = make([]byte, 0, max(n, min(slabSize, max(8*n, 2*cap(e.slab)))))
 	}
 	start := len(e.slab)
 	e.slab = append(e.slab, e.buf.Bytes()...)
