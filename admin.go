@@ -407,7 +407,7 @@ func (s *Store) deleteScope(w *writeTx, scope Scope) (int, error) {
 	return deleted, nil
 }
 
-// Check verifies the whole file: bbolt's page structure, the format marker,
+// Check verifies the whole file: bbolt's page structure, the record buckets,
 // and the checksum and encoding of every record. It returns nil for a
 // healthy file, or the problems found (at most maxCheckProblems), each an
 // ErrCorrupt naming the file, joined with errors.Join. Writes wait while it

@@ -331,6 +331,34 @@ func BenchmarkListCheckpoints32OtherGroups10000(b *testing.B) {
 	benchList(b, manyGroupsStore(b), benchcmp.ListCheckpoints)
 }
 
+// BenchmarkOpenOtherGroups10000 is Open of a file with 10,000 consumer
+// groups of 32 ownerships and 32 checkpoints besides the benchmark's own:
+// Open verifies every page and record, so it costs in proportion to the
+// file's size, which it reports (file-MB).
+func BenchmarkOpenOtherGroups10000(b *testing.B) {
+	s := manyGroupsStore(b)
+	path := s.Path()
+	s.Close()
+	info, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lat := newLatencies(b)
+	b.ResetTimer()
+	for range b.N {
+		lat.time(func() error {
+			s, err := boltstore.Open(path, nil)
+			if err == nil {
+				err = s.Close()
+			}
+			return err
+		})
+	}
+	b.StopTimer()
+	lat.report()
+	b.ReportMetric(float64(info.Size())/1e6, "file-MB")
+}
+
 // BenchmarkHandover is two Store handles on one file taking turns, each
 // SetCheckpoint taking the file over from the other, as two processes
 // sharing a file do. It measures what sharing costs a write when the other

@@ -221,20 +221,6 @@ func checkFormat(path string, tx *bolt.Tx, fileSize int64) (byte, error) {
 	}
 }
 
-// upgradeFormat marks a file of the version before commit records with
-// the current version, in the commit that gives it its first record, so
-// that older boltstores, whose commits carry none, stop writing to it.
-func upgradeFormat(tx *bolt.Tx) error {
-	marker := tx.Bucket(bucketMarker)
-	if marker == nil {
-		return nil // checkFormat refused such a file at open
-	}
-	if v := marker.Get(keyFormat); len(v) == 1 && v[0] == formatVersion {
-		return nil
-	}
-	return marker.Put(keyFormat, []byte{formatVersion})
-}
-
 // initBolt writes the format marker into a freshly created bbolt file.
 func initBolt(tx *bolt.Tx) error {
 	marker, err := tx.CreateBucket(bucketMarker)
@@ -322,7 +308,8 @@ func (s *Store) withDB(ctx context.Context, fn func(db *bolt.DB) error) error {
 // transaction and one fsync (commit.go). A caller that finds no leader leads
 // itself and commits its own write at once, without handing it to another
 // goroutine; callers arriving meanwhile queue up and share the next commit,
-// which a background goroutine runs once the first caller has its result.
+// which a background goroutine runs once the first caller has its result,
+// gathering into its transaction what arrives while it runs (drain).
 
 // Operation states. A caller whose context ends while its operation is
 // still pending marks it abandoned, and the leader skips it, so an
@@ -520,12 +507,13 @@ type gatherPlan struct {
 	patience time.Duration // how long to wait for them
 }
 
-// gather takes writes as they are queued, handing each lot to admit, which
-// returns how many it applied, while fewer than plan.expected are applied
-// (have so far), the store is not closing and plan.patience has not
-// passed; then until the queue stops growing: gatherIdleYields yields in a
-// row that brought no write, or maxGatherYields in all. It stops when
-// admit returns false.
+// gather takes the writes queued, lot by lot, and hands each lot to admit,
+// which applies them and returns how many it applied and whether to go on.
+// It takes writes while fewer than plan.expected are applied (have, so
+// far), the store is not closing and plan.patience has not passed,
+// yielding when the queue is empty; then until the queue stops growing:
+// gatherIdleYields yields in a row that brought no write, or
+// maxGatherYields in all.
 func (c *committer) gather(have int, plan gatherPlan, admit func([]*writeOp) (applied int, ok bool)) {
 	take := func() (took, ok bool) {
 		ops := c.take()
@@ -562,10 +550,13 @@ func (c *committer) gather(have int, plan gatherPlan, admit func([]*writeOp) (ap
 	}
 }
 
-// drain waits for the last commit's writers for 1/gatherShareOfCommit of
-// that commit's time, but at most maxGatherPatience: on a slow disk a
-// quarter of a commit would be milliseconds of a core spent yielding for
-// writers that, if they come at all, come within microseconds.
+// drain waits for the first write, and gather for the rest, each for
+// 1/gatherShareOfCommit of the last commit's time, but at most
+// maxGatherPatience: on a slow disk a quarter of a commit would be
+// milliseconds of a core spent yielding for writers that, if they come at
+// all, come within microseconds. gatherIdleYields and maxGatherYields end
+// the take-what-still-comes phase: writers just woken arrive within a
+// yield or two of each other.
 const (
 	gatherShareOfCommit = 4
 	maxGatherPatience   = 100 * time.Microsecond

@@ -360,14 +360,9 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool, last *commitState) (err
 		*last = commitState{} // until this commit is done
 	}
 	pageSize := metaPageSize(before)
-	// Without a record before it, the file is trusted as bbolt writes it,
-	// so this commit must be ordered the bbolt way; it also marks the file
-	// as one whose commits carry records.
-	if !recorded {
-		if err := upgradeFormat(tx); err != nil {
-			return err
-		}
-	}
+	// Without a record before it (a backup, a compacted copy, a file
+	// being converted), the file is trusted as bbolt writes it, so this
+	// commit must be ordered the bbolt way.
 	db.NoSync = noSync || recorded
 	if err := tx.Commit(); err != nil {
 		return err

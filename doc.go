@@ -55,13 +55,14 @@
 // # Writes
 //
 // SetCheckpoint and ClaimOwnership calls are committed in groups: one
-// transaction and one fsync for everything queued since the last commit.
+// transaction and one fsync for everything queued since the last commit,
+// and what arrives while that transaction gathers.
 // A caller that finds no commit under way commits its own write at once,
 // in its own goroutine; callers that arrive during a commit share the next
 // one, which a background goroutine runs. That commit takes in writes
 // until it holds as many as the last commit had, yielding the CPU for at
-// most a quarter of that commit's time and 0.1 ms, and applies each as it
-// arrives: callers just told their result are usually about to send their
+// most a quarter of that commit's time and 0.1 ms for the first write and
+// again for the rest, and applies each as it arrives: callers just told their result are usually about to send their
 // next write, and catching them all keeps them in one commit instead of
 // two. A caller whose input is invalid fails before it is queued; one
 // whose context ends before its write is taken is skipped and nothing of

@@ -34,7 +34,8 @@ func migrateLayout(path string, db *bolt.DB, f *os.File, version byte) error {
 	if err := moveNestedRecords(tx); err != nil {
 		return corruptError(path, fmt.Sprintf("converting it from the nested layout of format version %d: %v", version, err))
 	}
-	if err := upgradeFormat(tx); err != nil {
+	// Older boltstores refuse a file of a newer version.
+	if err := tx.Bucket(bucketMarker).Put(keyFormat, []byte{formatVersion}); err != nil {
 		return err
 	}
 	if err := commitDurably(tx, f, false, nil); err != nil {

@@ -83,7 +83,9 @@ type Store struct {
 // boltstore file or comes from a newer version, with ErrCorrupt for a
 // damaged one, and with ErrLockTimeout if another process keeps the file
 // locked. Open verifies the file's page structure and every record's
-// checksum, which takes time in proportion to its size.
+// checksum, which takes time in proportion to its size. A file of an older
+// boltstore (format 1 or 2) is converted to the current layout in one
+// durable commit, after which older boltstores refuse it.
 func Open(path string, opts *Options) (*Store, error) {
 	o, err := opts.withDefaults()
 	if err != nil {

@@ -15,7 +15,7 @@ func newCheckCmd(a *app) *cobra.Command {
 		Use:   "check FILE",
 		Short: "Verify the file's structure and every record's checksum",
 		Long: `check reads the whole file, while processors keep using it, and verifies
-bbolt's page structure, the format marker, and the checksum and encoding of
+bbolt's page structure, the record buckets, and the checksum and encoding of
 every ownership and checkpoint. It prints "ok" and exits with status 0 for
 a healthy file. For a damaged one it prints each problem found and exits
 with status 1: restore the file from a backup (see 'backup'), or copy out

@@ -16,8 +16,10 @@ func newCompactCmd(a *app) *cobra.Command {
 		Long: `compact writes a copy of FILE to DEST, a path that must not exist yet,
 without the free pages that deleted records and rewritten checkpoints leave
 behind. bbolt files never shrink on their own; use compact after deleting
-many groups. FILE stays in use and unchanged: to switch, stop the
-processors, move DEST over FILE, and start them again.`,
+many groups. FILE stays in use and unchanged (unless it comes from an
+older boltstore: any verb converts such a file to the current format
+first): to switch, stop the processors, move DEST over FILE, and start
+them again.`,
 		Example: `  ehcheckpoints compact checkpoints.db checkpoints.compact.db`,
 		Args:    exactArgs("FILE", "DEST"),
 		RunE: func(cmd *cobra.Command, args []string) error {

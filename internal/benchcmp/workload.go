@@ -182,8 +182,9 @@ func OpenPlainBolt(path string) (*PlainBolt, error) {
 }
 
 // OpenNestedBolt opens (creating) a plain bbolt file at path whose buckets
-// are nested like a store's, holding Partitions values in each of two
-// sibling buckets as a store's group holds ownerships and checkpoints.
+// are nested one per name, as format 2 of the store nested them, holding
+// Partitions values in each of two sibling buckets as a group holds
+// ownerships and checkpoints.
 func OpenNestedBolt(path string) (*PlainBolt, error) {
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
