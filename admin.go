@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/ehcheckpoints/boltstore/internal/fsync"
@@ -268,6 +270,11 @@ func (s *Store) PutRecords(ctx context.Context, records []Record) error {
 		}
 	}
 	return s.committer.write(ctx, func(w *writeTx) (error, error) {
+		type put struct {
+			kind       recordKind
+			key, value []byte
+		}
+		puts := make([]put, 0, len(records))
 		for _, r := range records {
 			kind, _ := r.Type.kind()
 			g := newGroupKey(r.Namespace, r.EventHub, r.ConsumerGroup)
@@ -275,12 +282,7 @@ func (s *Store) PutRecords(ctx context.Context, records []Record) error {
 			if err != nil {
 				return nil, err
 			}
-			b, err := w.recordBucket(kind)
-			if err != nil {
-				return nil, err
-			}
 			partitionKey := appendPartitionKey(nil, r.PartitionID)
-			key := recordKey(id, partitionKey)
 			prefix := g.checksumPrefix(kind)
 			var value []byte
 			if kind == kindOwnership {
@@ -288,7 +290,21 @@ func (s *Store) PutRecords(ctx context.Context, records []Record) error {
 			} else {
 				value = w.enc.checkpoint(prefix, partitionKey, checkpointRecord{offset: r.Offset, sequence: r.SequenceNumber, writtenAt: r.WrittenAt.UnixNano()})
 			}
-			if err := b.Put(key, value); err != nil {
+			puts = append(puts, put{kind, recordKey(id, partitionKey), value})
+		}
+		// In key order: bbolt inserts into the middle of a node by moving
+		// the rest of it, which for a large import, held in a few nodes
+		// until the commit, would take time in the square of its size.
+		// Stable, so that of two records with one key the later wins.
+		slices.SortStableFunc(puts, func(a, b put) int {
+			return cmp.Or(cmp.Compare(a.kind, b.kind), bytes.Compare(a.key, b.key))
+		})
+		for _, p := range puts {
+			b, err := w.recordBucket(p.kind)
+			if err != nil {
+				return nil, err
+			}
+			if err := b.Put(p.key, p.value); err != nil {
 				return nil, err
 			}
 		}

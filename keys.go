@@ -2,9 +2,9 @@ package boltstore
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"math/bits"
 	"unicode"
 	"unicode/utf8"
 
@@ -16,7 +16,7 @@ import (
 //	boltstore                  format marker
 //	  format   (key)           one byte: formatVersion
 //	g                          consumer groups
-//	  <group key>  (key)       the group's id, a uvarint
+//	  <group key>  (key)       the group's id (appendGroupID)
 //	o                          ownership records
 //	  <group id><partition key>   (key) codec.go: ownership record
 //	c                          checkpoint records
@@ -30,7 +30,10 @@ import (
 // eight as in the nested layout of format versions 1 and 2 (migrate.go).
 // Records are keyed by a short group id rather than the group key so
 // that a group's 32 ownerships fit one page, and a claim writes no more.
-// A uvarint is prefix-free, so each group's records are one run of keys.
+// The id's encoding is prefix-free, so each group's records are one run of
+// keys, and sorts as the ids do, so that a new group's records, and a
+// conversion's, are appended to the end of the buckets: bbolt inserts into
+// the middle of a large node by moving the rest of it.
 // A record's checksum covers its group's names, not its id: a record under
 // the wrong id fails it.
 //
@@ -194,15 +197,46 @@ func parseGroupID(v []byte) (uint64, bool) {
 	return id, n > 0 && n == len(v)
 }
 
-// readGroupID reads the uvarint at the start of b and its length, 0 if
+// Group ids are encoded so that byte order is numeric order and no
+// encoding is a prefix of another: an id below groupIDShort is one byte;
+// a larger one is groupIDShort-1+n followed by its n big-endian bytes, n
+// as few as hold it.
+const groupIDShort = 0xF8
+
+// appendGroupID appends the encoding of id to dst.
+func appendGroupID(dst []byte, id uint64) []byte {
+	if id < groupIDShort {
+		return append(dst, byte(id))
+	}
+	n := (bits.Len64(id) + 7) / 8
+	dst = append(dst, byte(groupIDShort-1+n))
+	for i := n - 1; i >= 0; i-- {
+		dst = append(dst, byte(id>>(8*i)))
+	}
+	return dst
+}
+
+// readGroupID reads the group id at the start of b and its length, 0 if
 // there is none. Only the shortest encoding counts: lists find a group's
 // records by its bytes, so a longer one would hide a record from them.
 func readGroupID(b []byte) (id uint64, n int) {
-	id, n = binary.Uvarint(b)
-	if n <= 0 || n > 1 && b[n-1] == 0 {
+	if len(b) == 0 {
 		return 0, 0
 	}
-	return id, n
+	if b[0] < groupIDShort {
+		return uint64(b[0]), 1
+	}
+	size := int(b[0]) - (groupIDShort - 1)
+	if len(b) < 1+size || b[1] == 0 {
+		return 0, 0
+	}
+	for _, c := range b[1 : 1+size] {
+		id = id<<8 | uint64(c)
+	}
+	if size == 1 && id < groupIDShort {
+		return 0, 0
+	}
+	return id, 1 + size
 }
 
 // appendFolded appends s in lower case. ASCII, which is all Event Hubs
@@ -327,7 +361,7 @@ func groupIDFor(tx *bolt.Tx, g groupKey) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	id = binary.AppendUvarint(nil, next)
+	id = appendGroupID(nil, next)
 	// Ids are never reused, so records under the new one mean that the
 	// sequence is damaged: the group would take over their records.
 	for _, kind := range recordKinds {

@@ -2,7 +2,6 @@ package boltstore
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"strconv"
 	"strings"
@@ -72,7 +71,8 @@ func FuzzNames(f *testing.F) {
 // encodes back to the same bytes.
 func FuzzGroupKeys(f *testing.F) {
 	f.Add("ns", "hub", "$Default", "NS", "Hub", "$default", uint64(1), []byte{0x01, 0x00, 0x01, '0'})
-	f.Add("a", "b\x00c", "d", "a", "b", "c\x00d", uint64(300), []byte{0x81, 0x00})
+	f.Add("a", "b\x00c", "d", "a", "b", "c\x00d", uint64(300), []byte{0xF8, 0x01})
+	f.Add("a", "b", "c", "a", "b", "c", uint64(0xF7), []byte{0xF9, 0x00, 0xFF})
 	f.Fuzz(func(t *testing.T, ns, hub, group, ns2, hub2, group2 string, id uint64, raw []byte) {
 		if checkGroup(ns, hub, group) == nil && checkGroup(ns2, hub2, group2) == nil {
 			a, b := newGroupKey(ns, hub, group), newGroupKey(ns2, hub2, group2)
@@ -84,21 +84,27 @@ func FuzzGroupKeys(f *testing.F) {
 				t.Fatalf("groups %q and %q: keys %q and %q", []string{ns, hub, group}, []string{ns2, hub2, group2}, a.key, b.key)
 			}
 		}
-		encoded := binary.AppendUvarint(nil, id)
+		encoded := appendGroupID(nil, id)
 		key := recordKey(encoded, []byte{partitionNumeric, 1, '7'})
 		if got, partitionKey, ok := splitRecordKey(key); !ok || got != id || string(partitionKey) != "\x00\x017" {
 			t.Fatalf("record key %x of id %d split into %d, %x, %v", key, id, got, partitionKey, ok)
 		}
-		if other := binary.AppendUvarint(nil, id+1); bytes.HasPrefix(other, encoded) || bytes.HasPrefix(encoded, other) {
-			t.Fatalf("ids %d and %d: %x and %x, one a prefix of the other", id, id+1, encoded, other)
+		for _, other := range []uint64{id + 1, id ^ 0xFF, id >> 3, id << 5} {
+			o := appendGroupID(nil, other)
+			if other != id && (bytes.HasPrefix(o, encoded) || bytes.HasPrefix(encoded, o)) {
+				t.Fatalf("ids %d and %d: %x and %x, one a prefix of the other", id, other, encoded, o)
+			}
+			if (id < other) != (bytes.Compare(encoded, o) < 0) {
+				t.Fatalf("ids %d and %d: %x and %x sort the other way", id, other, encoded, o)
+			}
 		}
 		if g, ok := splitGroupKey(raw); ok && !bytes.Equal(groupKeyOf(g.namespace, g.hub, g.group).key, raw) {
 			t.Fatalf("splitGroupKey accepted %q, which is not the key of its names", raw)
 		}
-		if got, ok := parseGroupID(raw); ok && !bytes.Equal(binary.AppendUvarint(nil, got), raw) {
+		if got, ok := parseGroupID(raw); ok && !bytes.Equal(appendGroupID(nil, got), raw) {
 			t.Fatalf("parseGroupID accepted %x, which is not the shortest encoding of %d", raw, got)
 		}
-		if got, partitionKey, ok := splitRecordKey(raw); ok && !bytes.Equal(recordKey(binary.AppendUvarint(nil, got), partitionKey), raw) {
+		if got, partitionKey, ok := splitRecordKey(raw); ok && !bytes.Equal(recordKey(appendGroupID(nil, got), partitionKey), raw) {
 			t.Fatalf("splitRecordKey accepted %x, which does not begin with the shortest encoding of %d", raw, got)
 		}
 	})

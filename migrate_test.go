@@ -43,7 +43,7 @@ func legacyRecords() []Record {
 // 2 laid it out: records nested in data / namespace / hub / group / kind.
 // A version 2 file also carries the commit record those versions wrote.
 // damage, if not nil, changes the nested buckets before the commit.
-func writeLegacyFile(t *testing.T, path string, version byte, records []Record, damage func(data *bolt.Bucket) error) {
+func writeLegacyFile(t testing.TB, path string, version byte, records []Record, damage func(data *bolt.Bucket) error) {
 	t.Helper()
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
@@ -276,5 +276,44 @@ func TestDamagedNestedFileIsNotConverted(t *testing.T) {
 				t.Fatal("the refused file was changed")
 			}
 		})
+	}
+}
+
+// BenchmarkConvertNestedLayout is Open of a format 2 file of 2,000 groups
+// of 32 ownerships and 32 checkpoints, which converts it: the records go
+// into the flat buckets in key order, so the conversion costs in
+// proportion to the file's size.
+func BenchmarkConvertNestedLayout(b *testing.B) {
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	offset := "4096"
+	var records []Record
+	for g := range 2000 {
+		for p := range 32 {
+			seq := int64(p)
+			group, id := fmt.Sprintf("group-%04d", g), fmt.Sprint(p)
+			records = append(records,
+				Record{Type: RecordOwnership, Namespace: testNS, EventHub: testHub, ConsumerGroup: group, PartitionID: id, OwnerID: "owner", ETag: "etag", LastModifiedTime: at},
+				Record{Type: RecordCheckpoint, Namespace: testNS, EventHub: testHub, ConsumerGroup: group, PartitionID: id, Offset: &offset, SequenceNumber: &seq, WrittenAt: at})
+		}
+	}
+	legacy := filepath.Join(b.TempDir(), "legacy.db")
+	writeLegacyFile(b, legacy, 2, records, nil)
+	data, err := os.ReadFile(legacy)
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "cp.db")
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		s, err := Open(path, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
 	}
 }

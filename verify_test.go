@@ -159,7 +159,7 @@ func TestGroupDamageIsCaught(t *testing.T) {
 			if err := c.Delete(k); err != nil {
 				return err
 			}
-			return c.Put(append([]byte{k[0] | 0x80, 0}, k[1:]...), v)
+			return c.Put(append([]byte{groupIDShort, k[0]}, k[1:]...), v)
 		}, "has no group id"},
 		{"group sequence behind the ids given", func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketGroups).SetSequence(1)
