@@ -103,3 +103,51 @@ func TestCheckBesideAFailedCommit(t *testing.T) {
 		}
 	}
 }
+
+// TestPutRecordsKeyOrderKeepsTheLastDuplicate: PutRecords puts in key
+// order, for speed; of two records with one key in a call, the later must
+// still win, also when the group is spelled in another case. Groups made
+// by the call get ids on both sides of groupIDShort, where their encoding
+// grows a byte, and each lists only its own records.
+func TestPutRecordsKeyOrderKeepsTheLastDuplicate(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	s := openTestStore(t, path, nil)
+	// Move the groups' sequence near groupIDShort.
+	err := s.committer.write(ctx, func(w *writeTx) (error, error) {
+		b, err := w.CreateBucketIfNotExists(bucketGroups)
+		if err != nil {
+			return nil, err
+		}
+		return nil, b.SetSequence(groupIDShort - 3)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := func(group, partition string, seq int64) Record {
+		return Record{Type: RecordCheckpoint, Namespace: testNS, EventHub: testHub, ConsumerGroup: group, PartitionID: partition, SequenceNumber: &seq, WrittenAt: time.Unix(0, seq)}
+	}
+	var records []Record
+	for g := range 6 {
+		group := fmt.Sprint("g", 5-g) // created in reverse name order
+		records = append(records, record(group, "1", int64(10*g)), record(group, "0", int64(10*g+1)))
+	}
+	records = append(records, record("G3", "0", 999)) // the same key as g3/0, later
+	if err := s.PutRecords(ctx, records); err != nil {
+		t.Fatal(err)
+	}
+	for g := range 6 {
+		group := fmt.Sprint("g", g)
+		cps := listCheckpoints(t, s, testNS, testHub, group)
+		want0, want1 := int64(10*(5-g)+1), int64(10*(5-g))
+		if g == 3 {
+			want0 = 999
+		}
+		if len(cps) != 2 || cps[0].PartitionID != "0" || *cps[0].SequenceNumber != want0 || *cps[1].SequenceNumber != want1 {
+			t.Fatalf("group %s: %+v, want partitions 0 (sequence %d) and 1 (sequence %d)", group, cps, want0, want1)
+		}
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+}

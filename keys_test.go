@@ -65,7 +65,8 @@ func FuzzNames(f *testing.F) {
 
 // FuzzGroupKeys checks the keys of the flat layout: a group key of valid
 // names splits back into those names folded, group keys of distinct
-// groups differ, and only the shortest encoding of a group id is read, so
+// groups differ, group id encodings sort as the ids do and none is a
+// prefix of another, and only the shortest encoding of an id is read, so
 // that each group's records are one run of keys that no other group's
 // share. Arbitrary bytes never panic the parsers, and whatever they accept
 // encodes back to the same bytes.

@@ -314,6 +314,8 @@ func BenchmarkConvertNestedLayout(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s.Close()
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
