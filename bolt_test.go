@@ -27,18 +27,7 @@ func TestBatchGroupIDSurvivesDelete(t *testing.T) {
 	s := openTestStore(t, filepath.Join(t.TempDir(), "cp.db"), nil)
 	g := newGroupKey(testNS, testHub, testGroup)
 	put := func(seq int64) applyFunc {
-		return func(w *writeTx) (error, error) {
-			id, err := w.groupID(g)
-			if err != nil {
-				return nil, err
-			}
-			b, err := w.recordBucket(kindCheckpoint)
-			if err != nil {
-				return nil, err
-			}
-			key := appendPartitionKey(nil, "0")
-			return nil, b.Put(recordKey(id, key), w.enc.checkpoint(g.checksumPrefix(kindCheckpoint), key, checkpointRecord{sequence: &seq}))
-		}
+		return s.checkpointWrite(g, appendPartitionKey(nil, "0"), checkpointRecord{sequence: &seq})
 	}
 	deleteGroup := func(w *writeTx) (error, error) {
 		_, err := s.deleteScope(w, Scope{Namespace: testNS, EventHub: testHub, ConsumerGroup: testGroup})
@@ -78,20 +67,8 @@ func TestGatheredWritesSurviveAFailedOne(t *testing.T) {
 				return &writeOp{apply: apply, deadline: time.Now().Add(time.Minute), done: make(chan error, 1)}
 			}
 			set := func(partition string) applyFunc {
-				return func(w *writeTx) (error, error) {
-					g := newGroupKey(testNS, testHub, testGroup)
-					id, err := w.groupID(g)
-					if err != nil {
-						return nil, err
-					}
-					b, err := w.recordBucket(kindCheckpoint)
-					if err != nil {
-						return nil, err
-					}
-					seq := int64(1)
-					key := appendPartitionKey(nil, partition)
-					return nil, b.Put(recordKey(id, key), w.enc.checkpoint(g.checksumPrefix(kindCheckpoint), key, checkpointRecord{sequence: &seq}))
-				}
+				seq := int64(1)
+				return s.checkpointWrite(newGroupKey(testNS, testHub, testGroup), appendPartitionKey(nil, partition), checkpointRecord{sequence: &seq})
 			}
 			first := op(set("0"))
 			failing := op(func(*writeTx) (error, error) {

@@ -17,9 +17,14 @@ func (s *Store) SetCheckpoint(ctx context.Context, cp azeventhubs.Checkpoint, _ 
 		return fmt.Errorf("%s: SetCheckpoint(%s): %w", s.path, coordinates(cp.FullyQualifiedNamespace, cp.EventHubName, cp.ConsumerGroup, cp.PartitionID), err)
 	}
 	g := newGroupKey(cp.FullyQualifiedNamespace, cp.EventHubName, cp.ConsumerGroup)
-	partitionKey := appendPartitionKey(nil, cp.PartitionID)
 	rec := checkpointRecord{offset: cp.Offset, sequence: cp.SequenceNumber}
-	return s.committer.write(ctx, func(w *writeTx) (error, error) {
+	return s.committer.write(ctx, s.checkpointWrite(g, appendPartitionKey(nil, cp.PartitionID), rec))
+}
+
+// checkpointWrite is the write of SetCheckpoint: rec as the checkpoint of
+// a group's partition, stamped with the store's clock when it is applied.
+func (s *Store) checkpointWrite(g groupKey, partitionKey []byte, rec checkpointRecord) applyFunc {
+	return func(w *writeTx) (error, error) {
 		id, err := w.groupID(g)
 		if err != nil {
 			return nil, err
@@ -30,7 +35,7 @@ func (s *Store) SetCheckpoint(ctx context.Context, cp azeventhubs.Checkpoint, _ 
 		}
 		rec.writtenAt = s.now().UnixNano()
 		return nil, b.Put(recordKey(id, partitionKey), w.enc.checkpoint(g.checksumPrefix(kindCheckpoint), partitionKey, rec))
-	})
+	}
 }
 
 func checkCheckpoint(cp azeventhubs.Checkpoint) error {

@@ -253,14 +253,8 @@ func TestDamagedAcknowledgedCommitIsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newest, _ := newestMeta(f)
-	txid, pageSize := metaTxID(newest), metaPageSize(newest)
-	last, ok := readCommitRecord(f, txid, pageSize)
-	f.Close()
+	last, ok := newestCommitRecord(t, path)
+	txid, pageSize := last.txid, os.Getpagesize()
 	if !ok || len(last.pages) == 0 {
 		t.Fatalf("the last commit has no record of its pages (%v)", ok)
 	}
@@ -309,9 +303,24 @@ func TestDamagedAcknowledgedCommitIsReported(t *testing.T) {
 	}
 }
 
+// newestCommitRecord reads the record of the newest commit in the file at
+// path; ok is false when it has none.
+func newestCommitRecord(t *testing.T, path string) (r commitRecord, ok bool) {
+	t.Helper()
+	return commitRecordBack(t, path, 0)
+}
+
 // acknowledgedNoted reports whether the newest commit of the file at path
-// is noted as acknowledged (markAcknowledged).
+// is noted as acknowledged (markAcknowledged), in the record before it.
 func acknowledgedNoted(t *testing.T, path string) bool {
+	t.Helper()
+	before, ok := commitRecordBack(t, path, 1)
+	return ok && before.flags&recordNextAcknowledged != 0
+}
+
+// commitRecordBack reads the record of the commit back commits before the
+// newest in the file at path.
+func commitRecordBack(t *testing.T, path string, back uint64) (commitRecord, bool) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -319,11 +328,10 @@ func acknowledgedNoted(t *testing.T, path string) bool {
 	}
 	defer f.Close()
 	newest, _ := newestMeta(f)
-	if newest == nil || metaTxID(newest) == 0 {
-		t.Fatal("no commit in the file")
+	if newest == nil || metaTxID(newest) < back {
+		t.Fatal("no such commit in the file")
 	}
-	before, ok := readCommitRecord(f, metaTxID(newest)-1, metaPageSize(newest))
-	return ok && before.flags&recordNextAcknowledged != 0
+	return readCommitRecord(f, metaTxID(newest)-back, metaPageSize(newest))
 }
 
 // TestOnlyOwnSyncedCommitIsNoted: a store notes the newest commit as
@@ -420,13 +428,7 @@ func TestCommitRecordListsEveryWrittenPage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		newest, _ := newestMeta(f)
-		record, ok := readCommitRecord(f, metaTxID(newest), pageSize)
-		f.Close()
+		record, ok := newestCommitRecord(t, path)
 		if !ok {
 			t.Fatalf("commit %d: no record", i)
 		}

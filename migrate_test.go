@@ -126,6 +126,19 @@ func fileFormat(t *testing.T, path string) (version byte, buckets []string) {
 	return version, buckets
 }
 
+// assertFileHolds fails t unless the file at path holds data: a refused
+// conversion must leave the file as it was.
+func assertFileHolds(t *testing.T, path string, data []byte) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the refused conversion changed the file")
+	}
+}
+
 // TestNestedLayoutIsConvertedAtOpen opens files of format versions 1 and 2,
 // whose records lie in nested buckets: the store converts them to the flat
 // layout in one commit, keeps every record as it was, and older boltstores,
@@ -190,13 +203,7 @@ func TestDamagedNestedLayoutIsRefused(t *testing.T) {
 	if !errors.Is(err, ErrCorrupt) || !bytes.Contains([]byte(err.Error()), []byte(path)) || !bytes.Contains([]byte(err.Error()), []byte("lost-group")) {
 		t.Fatalf("Open: %v; want ErrCorrupt naming the file and the damaged bucket", err)
 	}
-	after, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(before, after) {
-		t.Fatal("the refused conversion changed the file")
-	}
+	assertFileHolds(t, path, before)
 	salvaged, lost, err := Salvage(context.Background(), path)
 	if err != nil || len(lost) != 0 || len(salvaged) != len(records) {
 		t.Fatalf("Salvage of the nested layout: %d records, lost %v, err %v; want %d, none lost", len(salvaged), lost, err, len(records))
@@ -268,13 +275,7 @@ func TestDamagedNestedFileIsNotConverted(t *testing.T) {
 			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
 				t.Fatalf("Open: %v; want ErrCorrupt naming the file", err)
 			}
-			after, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(after, data) {
-				t.Fatal("the refused file was changed")
-			}
+			assertFileHolds(t, path, data)
 		})
 	}
 }
