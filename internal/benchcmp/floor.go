@@ -34,10 +34,15 @@ func OpenFloor(dir string) (*Floor, error) {
 	}
 	fl := &Floor{f: f, buf: make([]byte, FloorWriteSize)}
 	// Write the whole file once and sync it, so that every later write
-	// overwrites allocated, already durable blocks.
-	if _, err := f.Write(make([]byte, floorFileSize)); err != nil {
-		fl.Close()
-		return nil, err
+	// overwrites allocated, already durable blocks. It is written a page
+	// at a time, as bbolt grows a file: one large write leaves it in
+	// large page-cache folios, which make each later 4 KiB write and its
+	// sync slower (about 7% here) and the floor too high.
+	for off := int64(0); off < floorFileSize; off += FloorWriteSize {
+		if _, err := f.WriteAt(fl.buf, off); err != nil {
+			fl.Close()
+			return nil, err
+		}
 	}
 	if err := f.Sync(); err != nil {
 		fl.Close()
