@@ -292,6 +292,7 @@ const (
 	idPlainBolt   = "plain-bbolt"
 	idNestedBolt  = "nested-bbolt"
 	idSet         = "set"
+	idSetMany     = "set-many"
 	idSetParallel = "set-parallel"
 	idClaim       = "claim"
 	idListOwn     = "list-ownership"
@@ -436,6 +437,11 @@ func localCases(ctx context.Context, cfg Config, dir string) (cases []*benchCase
 			op: func(ctx context.Context, _, _ int) error { return ListOwnership(ctx, many) }},
 		{id: idListCpMany, subject: subjectBolt, name: fmt.Sprintf("ListCheckpoints, %d partitions, %d other groups", Partitions, cfg.OtherGroups), samples: ln,
 			op: func(ctx context.Context, _, _ int) error { return ListCheckpoints(ctx, many) }},
+		// No target: what a commit costs when the records' tree is deep.
+		{id: idSetMany, subject: subjectBolt, name: fmt.Sprintf("SetCheckpoint, one caller, %d other groups", cfg.OtherGroups), samples: n,
+			op: func(ctx context.Context, _, i int) error {
+				return many.SetCheckpoint(ctx, Checkpoint(0, int64(i)), nil)
+			}},
 		{id: idHandover, subject: subjectBolt, name: "SetCheckpoint, 2 handles alternating (handover)", samples: max(1, n/5),
 			op: func(ctx context.Context, _, i int) error {
 				return shared[i%2].SetCheckpoint(ctx, Checkpoint(0, int64(i)), nil)

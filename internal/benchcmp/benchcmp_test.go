@@ -34,7 +34,7 @@ func TestRunTiny(t *testing.T) {
 	}
 
 	wantIDs := []string{idFloor, idPlainBolt, idNestedBolt, idSet, idSetParallel, idClaim, idListOwn, idListCp, idListOwnMany,
-		idListCpMany, idHandover, idReopen, idBlobPrefix + idBlobSet, idBlobPrefix + idBlobClaim,
+		idListCpMany, idSetMany, idHandover, idReopen, idBlobPrefix + idBlobSet, idBlobPrefix + idBlobClaim,
 		idBlobPrefix + idBlobListOwn, idBlobPrefix + idBlobListCp}
 	if len(rep.Results) != len(wantIDs) {
 		t.Fatalf("got %d results, want %d: %+v", len(rep.Results), len(wantIDs), rep.Results)
