@@ -39,9 +39,11 @@
 //   - A process that wants the file while another holds it polls the flock
 //     and, meanwhile, holds a shared open-file-description lock on one byte
 //     far past the end of the file. The holder looks for that lock after
-//     each commit and every quarter millisecond; when it sees one it stops
-//     admitting calls, finishes those in flight, closes the file and stays
-//     away for 0.3 ms so the waiter gets in. When two processes take turns
+//     each commit, every quarter millisecond while it has calls, and less
+//     often the longer it has none, down to every 4 ms (each look wakes the
+//     process). When it sees one it stops admitting calls, finishes those
+//     in flight, closes the file and stays away for 0.3 ms so the waiter
+//     gets in. When two processes take turns
 //     on every call, each handover costs one to two and a half milliseconds.
 //   - A holder that is idle for Options.IdleRelease closes the file unasked.
 //     On systems without open-file-description locks (anything but Linux),

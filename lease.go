@@ -13,14 +13,16 @@ import (
 )
 
 // Timing of the lease. janitorInterval bounds how long a waiting process
-// goes unnoticed; handoverCourtesy keeps a holder that just handed over from
+// goes unnoticed while the store is in use, and maxJanitorInterval while it
+// is not; handoverCourtesy keeps a holder that just handed over from
 // grabbing the file straight back before the waiter, which polls at most
 // maxPollInterval apart, can take it.
 const (
-	janitorInterval  = 250 * time.Microsecond
-	minPollInterval  = 50 * time.Microsecond
-	maxPollInterval  = 100 * time.Microsecond
-	handoverCourtesy = 300 * time.Microsecond
+	janitorInterval    = 250 * time.Microsecond
+	maxJanitorInterval = 4 * time.Millisecond
+	minPollInterval    = 50 * time.Microsecond
+	maxPollInterval    = 100 * time.Microsecond
+	handoverCourtesy   = 300 * time.Microsecond
 )
 
 // lease is a Store's hold on the file. bbolt keeps an exclusive flock for
@@ -320,17 +322,24 @@ func (l *lease) discarding(db *bolt.DB) bool {
 }
 
 // janitor watches a held DB: it hands the file over when another process
-// waits, or when the store has been idle for idleRelease.
+// waits, or when the store has been idle for idleRelease. It looks every
+// janitorInterval while the store is in use, and backs off to
+// maxJanitorInterval while it is not: every look wakes the process, which
+// on a virtual machine costs tens of microseconds of CPU, and a processor
+// that checkpoints every few tens of milliseconds would spend several
+// percent of a core on looks that find nobody.
 func (l *lease) janitor(db *bolt.DB) {
-	ticker := time.NewTicker(janitorInterval)
-	defer ticker.Stop()
-	for range ticker.C {
+	interval := janitorInterval
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	for range timer.C {
 		l.mu.Lock()
 		if l.db != db {
 			l.mu.Unlock()
 			return
 		}
-		if !l.draining && !l.noticeWaiterLocked() && l.users == 0 && time.Since(l.lastUsed) >= l.idleRelease {
+		idle := time.Since(l.lastUsed)
+		if !l.draining && !l.noticeWaiterLocked() && l.users == 0 && idle >= l.idleRelease {
 			l.draining = true
 		}
 		if l.draining && l.users == 0 {
@@ -338,7 +347,14 @@ func (l *lease) janitor(db *bolt.DB) {
 			l.mu.Unlock()
 			return
 		}
+		if l.users > 0 || idle < interval {
+			interval = janitorInterval
+		} else {
+			// Not past the moment the idle store lets go of the file.
+			interval = min(2*interval, maxJanitorInterval, max(l.idleRelease-idle, janitorInterval))
+		}
 		l.mu.Unlock()
+		timer.Reset(interval)
 	}
 }
 
