@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,8 +20,10 @@ import (
 // BenchmarkFsyncFloor, so that ratios between them can be read from one
 // run:
 //
-//	go test -run '^$' -bench . -benchtime 2000x
+//	go test -run '^$' -bench . -skip HeldCPU -benchtime 2000x
 //
+// (BenchmarkHeldCPUCheckpointEvery20ms takes 20 ms per iteration; see its
+// own command.)
 // `go test -bench` reports means; each benchmark also reports its median
 // as p50-µs. `go run ./cmd/ehcheckpoints bench` measures the same calls
 // (internal/benchcmp's workload) side by side with BlobStore on Azurite
@@ -411,4 +414,47 @@ func BenchmarkListOwnership32AfterIdleReleaseOf2ms(b *testing.B) {
 	}
 	b.StopTimer()
 	lat.report()
+}
+
+// BenchmarkHeldCPUCheckpointEvery20ms is a processor that checkpoints
+// every 20 ms, often enough that its store keeps the file (IdleRelease is
+// 100 ms): the CPU its process spends, the calls and the lease's watch for
+// waiting processes included, as a share of one core, and how often the
+// process gave up the CPU, which on a virtual machine is what wakeups cost.
+// Each iteration is one 20 ms period, so run it on its own with a small
+// count:
+//
+//	go test -run '^$' -bench HeldCPU -benchtime 100x
+func BenchmarkHeldCPUCheckpointEvery20ms(b *testing.B) {
+	const period = 20 * time.Millisecond
+	s, _ := filledStore(b, nil)
+	ctx := b.Context()
+	before := processUsage(b)
+	start := time.Now()
+	for i := range b.N {
+		if err := s.SetCheckpoint(ctx, benchcmp.Checkpoint(0, int64(i)), nil); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(time.Until(start.Add(time.Duration(i+1) * period)))
+	}
+	elapsed := time.Since(start)
+	after := processUsage(b)
+	b.ReportMetric(100*(after.cpu-before.cpu).Seconds()/elapsed.Seconds(), "cpu-%")
+	b.ReportMetric(float64(after.switches-before.switches)/elapsed.Seconds(), "switches/s")
+}
+
+type usage struct {
+	cpu      time.Duration // user and system
+	switches int64         // voluntary and involuntary context switches
+}
+
+func processUsage(b *testing.B) usage {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return usage{
+		cpu:      time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		switches: ru.Nvcsw + ru.Nivcsw,
+	}
 }
