@@ -39,9 +39,9 @@
 //   - A process that wants the file while another holds it polls the flock
 //     and, meanwhile, holds a shared open-file-description lock on one byte
 //     far past the end of the file. The holder looks for that lock after
-//     each commit, every quarter millisecond while it has calls, and less
-//     often the longer it has none, down to every 4 ms (each look wakes the
-//     process). When it sees one it stops admitting calls, finishes those
+//     each commit, a quarter millisecond after a look that found it in use,
+//     and less often the longer it has no calls, down to every 4 ms (each
+//     look wakes the process). When it sees one it stops admitting calls, finishes those
 //     in flight, closes the file and stays away for 0.3 ms so the waiter
 //     gets in. When two processes take turns
 //     on every call, each handover costs one to two and a half milliseconds.

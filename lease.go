@@ -12,9 +12,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Timing of the lease. janitorInterval bounds how long a waiting process
-// goes unnoticed while the store is in use, and maxJanitorInterval while it
-// is not; handoverCourtesy keeps a holder that just handed over from
+// Timing of the lease. maxJanitorInterval bounds how long a waiting
+// process goes unnoticed, and janitorInterval once the janitor has seen the
+// store in use; handoverCourtesy keeps a holder that just handed over from
 // grabbing the file straight back before the waiter, which polls at most
 // maxPollInterval apart, can take it.
 const (
@@ -322,23 +322,25 @@ func (l *lease) discarding(db *bolt.DB) bool {
 }
 
 // janitor watches a held DB: it hands the file over when another process
-// waits, or when the store has been idle for idleRelease. It looks every
-// janitorInterval while the store is in use, and backs off to
-// maxJanitorInterval while it is not: every look wakes the process, which
-// on a virtual machine costs tens of microseconds of CPU, and a processor
-// that checkpoints every few tens of milliseconds would spend several
-// percent of a core on looks that find nobody.
+// waits, or when the store has been idle for idleRelease. It looks again
+// after janitorInterval when the store was used since its last look, and
+// otherwise backs off towards maxJanitorInterval: every look wakes the
+// process, which on a virtual machine costs tens of microseconds of CPU,
+// and a processor that checkpoints every few tens of milliseconds would
+// spend several percent of a core on looks that find nobody.
 func (l *lease) janitor(db *bolt.DB) {
 	interval := janitorInterval
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
+	lastLook := time.Now()
 	for range timer.C {
 		l.mu.Lock()
 		if l.db != db {
 			l.mu.Unlock()
 			return
 		}
-		idle := time.Since(l.lastUsed)
+		now := time.Now()
+		idle := now.Sub(l.lastUsed)
 		if !l.draining && !l.noticeWaiterLocked() && l.users == 0 && idle >= l.idleRelease {
 			l.draining = true
 		}
@@ -347,12 +349,15 @@ func (l *lease) janitor(db *bolt.DB) {
 			l.mu.Unlock()
 			return
 		}
-		if l.users > 0 || idle < interval {
+		// Timers fire late on an idle machine, so use is judged by the
+		// last look, not by the interval asked for.
+		if l.users > 0 || l.lastUsed.After(lastLook) {
 			interval = janitorInterval
 		} else {
 			// Not past the moment the idle store lets go of the file.
 			interval = min(2*interval, maxJanitorInterval, max(l.idleRelease-idle, janitorInterval))
 		}
+		lastLook = now
 		l.mu.Unlock()
 		timer.Reset(interval)
 	}
