@@ -22,8 +22,9 @@ import (
 //
 //	go test -run '^$' -bench . -skip HeldCPU -benchtime 2000x
 //
-// (BenchmarkHeldCPUCheckpointEvery20ms takes 20 ms per iteration; see its
-// own command.)
+// BenchmarkHeldCPUCheckpointEvery20ms is skipped there: each of its
+// iterations takes 20 ms, so it has a command of its own.
+//
 // `go test -bench` reports means; each benchmark also reports its median
 // as p50-µs. `go run ./cmd/ehcheckpoints bench` measures the same calls
 // (internal/benchcmp's workload) side by side with BlobStore on Azurite
