@@ -265,8 +265,10 @@ func (s *Store) viewAlone(ctx context.Context, fn func(tx *bolt.Tx) error) error
 	for {
 		discarded := false
 		err := s.withDB(ctx, func(db *bolt.DB) error {
-			s.committer.inCommit.Lock()
-			defer s.committer.inCommit.Unlock()
+			if err := s.committer.lockCommit(ctx); err != nil {
+				return fileError(s.path, err)
+			}
+			defer s.committer.unlockCommit()
 			// A failed commit, reverted in the file, leaves this DB's
 			// memory ahead of it: run on the DB reopened from the file.
 			if discarded = s.lease.discarding(db); discarded {
@@ -388,18 +390,32 @@ type committer struct {
 	closed  bool
 	idle    *sync.Cond // signalled when leading becomes false
 
-	// inCommit is held from a batch's write transaction until its commit
-	// is on disk, or reverted and its DB discarded. bbolt's writer lock
-	// ends earlier, when the pages are written; viewAlone takes this to
-	// see no commit half done.
-	inCommit sync.Mutex
+	// inCommit is held (a token in it) from a batch's write transaction
+	// until its commit is on disk, or reverted and its DB discarded.
+	// bbolt's writer lock ends earlier, when the pages are written;
+	// viewAlone takes this to see no commit half done. A channel rather
+	// than a mutex, so that a caller waiting for it can give up when its
+	// context ends.
+	inCommit chan struct{}
 }
 
 func newCommitter(s *Store) *committer {
-	c := &committer{store: s, wtx: writeTx{enc: newRecordEncoder()}}
+	c := &committer{store: s, wtx: writeTx{enc: newRecordEncoder()}, inCommit: make(chan struct{}, 1)}
 	c.idle = sync.NewCond(&c.mu)
 	return c
 }
+
+// lockCommit takes inCommit, unless ctx ends first.
+func (c *committer) lockCommit(ctx context.Context) error {
+	select {
+	case c.inCommit <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *committer) unlockCommit() { <-c.inCommit }
 
 // write queues apply for the next commit and waits for its outcome.
 func (c *committer) write(ctx context.Context, apply applyFunc) error {
@@ -600,8 +616,8 @@ func (c *committer) close() {
 // commit runs one batch: wait for the file, take the operations still
 // wanted, apply them in one transaction, with plan (if not nil) gather
 // more into it, commit, and report. If ctx (the leading caller's) ends
-// while waiting for the file, the batch goes back to the queue for the
-// next leader. It returns how long the transaction took, from its start
+// while waiting for the file or for a check, the batch goes back to the
+// queue for the next leader. It returns how long the transaction took, from its start
 // until it was on disk, without the wait for the file or for more writes:
 // the cost of a commit, which drain's patience is measured in; 0 when it
 // failed or committed nothing. committed is how many writes it took.
@@ -615,6 +631,14 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp, plan *gatherPl
 		return 0, 0
 	}
 	defer s.lease.releaseAfterWrite()
+	// A check may hold the file for long; a caller that leads waits for
+	// it no longer than its context allows, and its batch goes to the
+	// next leader.
+	if err := c.lockCommit(ctx); err != nil {
+		c.requeue(batch)
+		return 0, 0
+	}
+	defer c.unlockCommit()
 	file := s.lease.heldFile()
 	taken := batch[:0]
 	for _, op := range batch {
@@ -626,8 +650,6 @@ func (c *committer) commit(ctx context.Context, batch []*writeOp, plan *gatherPl
 		return 0, 0
 	}
 	results := make([]error, len(taken))
-	c.inCommit.Lock()
-	defer c.inCommit.Unlock()
 	start := time.Now()
 	var gathering time.Duration
 	var txid uint64

@@ -209,6 +209,57 @@ func TestCancelledWhileQueuedFailsOnlyItself(t *testing.T) {
 	}
 }
 
+// TestLeaderGivesUpWaitingForCheck: a caller that finds no commit under way
+// commits its own write, and a running Check makes that commit wait. When
+// the caller's context ends meanwhile, the call ends, writing nothing, and
+// likewise a Check that waits for a commit.
+func TestLeaderGivesUpWaitingForCheck(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t, filepath.Join(t.TempDir(), "cp.db"), nil)
+	seq := int64(1)
+	if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
+		t.Fatal(err)
+	}
+	// Hold what a running Check holds.
+	if err := s.committer.lockCommit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 2)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		later := int64(2)
+		done <- s.SetCheckpoint(ctx, checkpoint("0", nil, &later), nil)
+	}()
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		done <- s.Check(ctx)
+	}()
+	for range 2 {
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("call waiting for the commit lock: %v, want %v", err, context.DeadlineExceeded)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a call waiting for the commit lock did not end with its context")
+		}
+	}
+	s.committer.unlockCommit()
+	cps, err := s.ListCheckpoints(ctx, testNS, testHub, testGroup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cps) != 1 || *cps[0].SequenceNumber != 1 {
+		t.Errorf("checkpoints after the abandoned write: %+v, want only sequence number 1", cps)
+	}
+	later := int64(3)
+	if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &later), nil); err != nil {
+		t.Errorf("a write after the lock was released: %v", err)
+	}
+}
+
 // TestPanicInWriteLeavesStoreUsable: a panic inside a write transaction
 // (bbolt panics on some damaged pages) must fail that batch with
 // ErrCorrupt and release bbolt's writer lock, not hang the store.
