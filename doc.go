@@ -65,12 +65,19 @@
 // one, which a background goroutine runs. That commit takes in writes
 // until it holds as many as the last commit had, yielding the CPU for at
 // most a quarter of that commit's time and 0.1 ms for the first write and
-// again for the rest, and applies each as it arrives: callers just told their result are usually about to send their
-// next write, and catching them all keeps them in one commit instead of
-// two. A caller whose input is invalid fails before it is queued; one
-// whose context ends before its write is taken is skipped and nothing of
-// it is written. If the context ends while its write is being committed,
-// the call returns at once and the write may or may not be stored.
+// again for the rest, and applies each as it arrives: callers just told
+// their result are usually about to send their next write, and catching
+// them all keeps them in one commit instead of two.
+//
+// A caller whose input is invalid fails before it is queued. One whose
+// context ends while it waits (for the file, for a running Check, or in
+// the queue) returns at once, and nothing of its write is written. If the
+// context ends while its write is being committed by the background
+// goroutine, the call returns at once and the write may or may not be
+// stored. A caller committing its own write returns when that commit is on
+// disk, with its outcome: its goroutine is the one in the fsync, and
+// handing every lone write to another goroutine so that the caller could
+// leave cost 10-35% of a SetCheckpoint's time when measured.
 //
 // # Damage
 //
