@@ -2,13 +2,16 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/ehcheckpoints/boltstore"
+	"github.com/ehcheckpoints/boltstore/internal/fsync"
 	"github.com/spf13/cobra"
 )
 
@@ -62,11 +65,19 @@ nanoseconds, so import restores them exactly:
   {"type":"checkpoint","namespace":"ns.servicebus.windows.net","eventHub":"orders","consumerGroup":"$default","partitionId":"0","offset":"4096","sequenceNumber":17,"writtenAt":"2025-01-02T03:04:05.2Z"}
 
 Names are lower case, as the store keeps them. The records are read in one
-transaction, so the export is consistent while processors keep writing.`,
+transaction, so the export is consistent while processors keep writing.
+
+-o writes a new file and refuses to replace an existing one (a store file
+given there by mistake would be lost); to replace a file, redirect standard
+output instead.`,
 		Example: `  ehcheckpoints export checkpoints.db > backup.jsonl
   ehcheckpoints export checkpoints.db --hub orders -o orders.jsonl`,
 		Args: exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			toFile := output != "" && output != "-"
+			if _, err := os.Lstat(output); toFile && err == nil {
+				return fmt.Errorf("%s: %w", output, errOutputExists)
+			}
 			s, err := openStore(args[0], false)
 			if err != nil {
 				return err
@@ -76,10 +87,10 @@ transaction, so the export is consistent while processors keep writing.`,
 			if err != nil {
 				return err
 			}
-			if output == "" || output == "-" {
+			if !toFile {
 				return writeRecordsJSON(a.stdout, records)
 			}
-			return writeFileAtomically(output, func(w io.Writer) error { return writeRecordsJSON(w, records) })
+			return writeNewFile(output, func(w io.Writer) error { return writeRecordsJSON(w, records) })
 		},
 	}
 	addScopeFlags(cmd, &scope)
@@ -99,23 +110,36 @@ func writeRecordsJSON(w io.Writer, records []boltstore.Record) error {
 	return nil
 }
 
-// writeFileAtomically writes path through a temporary file that is renamed
-// into place once fill has succeeded, so a failed write leaves any earlier
-// file at path as it was.
-func writeFileAtomically(path string, fill func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	err = fill(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+var errOutputExists = errors.New("already exists; export -o writes a new file (redirect standard output to replace one)")
+
+// writeNewFile creates path through a temporary file in its directory that
+// is synced and linked into place once fill has succeeded, so path is
+// either absent or whole, and a file that appeared there meanwhile is not
+// replaced.
+func writeNewFile(path string, fill func(io.Writer) error) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return os.Rename(f.Name(), path)
+	defer os.Remove(f.Name())
+	err = fill(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Link(f.Name(), path)
+	}
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("%s: %w", path, errOutputExists)
+	case err != nil:
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return fsync.Path(dir)
 }
 
 // parseTime reads a time written by formatTime.

@@ -82,6 +82,27 @@ func TestBackupAndCompact(t *testing.T) {
 	}
 }
 
+// TestExportOutputIsNew checks that export -o writes a new file and refuses
+// to replace an existing one, above all the store itself.
+func TestExportOutputIsNew(t *testing.T) {
+	path := sampleStore(t)
+	want := mustRun(t, "", "export", path).stdout
+	out := filepath.Join(t.TempDir(), "out.jsonl")
+	mustRun(t, "", "export", path, "-o", out)
+	if got, err := os.ReadFile(out); err != nil || string(got) != want {
+		t.Fatalf("export -o wrote %q, %v; want the records", got, err)
+	}
+	for _, dest := range []string{out, path} {
+		r := ehc(t, "", nil, "export", path, "-o", dest)
+		if r.code != 1 || !strings.Contains(r.stderr, dest+": already exists") {
+			t.Errorf("export -o %s over an existing file: exit %d, stderr %q; want 1 and an error naming it", dest, r.code, r.stderr)
+		}
+	}
+	if got := mustRun(t, "", "export", path).stdout; got != want {
+		t.Errorf("the store changed after export -o refused to replace it:\n%s", got)
+	}
+}
+
 // TestSalvage copies the intact records out of a damaged file, leaving the
 // damaged one behind, and copies a healthy file whole.
 func TestSalvage(t *testing.T) {
