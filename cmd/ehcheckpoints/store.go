@@ -290,7 +290,9 @@ func (o *selectOptions) resolve(groups []*group, oneGroup bool) ([]target, error
 	var targets []target
 	for _, g := range groups {
 		for _, id := range o.partitions {
-			if id == "" {
+			// "-p '0, 1'" means partitions 0 and 1: no partition id
+			// begins or ends with a space.
+			if id = strings.TrimSpace(id); id == "" {
 				return nil, usagef("--partition is empty")
 			}
 			targets = append(targets, target{g, g.partition(id)})
