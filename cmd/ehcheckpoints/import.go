@@ -58,14 +58,12 @@ live, unless --force.`,
 				_, err := fmt.Fprintf(a.stdout, "no records in %s; nothing written\n", name)
 				return err
 			}
-			s, err := openStore(args[0], true)
+			s, existing, err := openDestination(cmd.Context(), args[0], o.dryRun)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			existing, err := s.Records(cmd.Context(), boltstore.Scope{})
-			if err != nil {
-				return err
+			if s != nil {
+				defer s.Close()
 			}
 			groups := groupRecords(existing)
 			var targets []target

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +25,12 @@ func TestImportRoundTrip(t *testing.T) {
 	exported := filepath.Join(dir, "export.jsonl")
 	mustRun(t, "", "export", sampleStore(t), "-o", exported)
 	copyPath := filepath.Join(dir, "copy.db")
+	if r := mustRun(t, "", "import", copyPath, exported, "--dry-run"); !strings.Contains(r.stdout, "would import") {
+		t.Errorf("import --dry-run: %s", r.stdout)
+	}
+	if _, err := os.Stat(copyPath); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("import --dry-run created the file: %v", err)
+	}
 	mustRun(t, "", "import", copyPath, exported)
 	if second := mustRun(t, "", "export", copyPath).stdout; second != first {
 		t.Errorf("export, import, export changed the rows:\n%s", second)

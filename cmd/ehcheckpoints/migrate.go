@@ -351,14 +351,12 @@ func (o *migrateOptions) fromBlobStore(ctx context.Context, a *app, file string,
 		return fmt.Errorf("no checkpoints in container %s match; give --ownership to copy ownerships", containerName)
 	}
 
-	s, err := openStore(file, true)
+	s, existing, err := openDestination(ctx, file, o.edit.dryRun)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	existing, err := s.Records(ctx, boltstore.Scope{})
-	if err != nil {
-		return err
+	if s != nil {
+		defer s.Close()
 	}
 	fileGroups := groupRecords(existing)
 	var overwritten []target

@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -93,6 +96,13 @@ func TestMigrateRoundTrip(t *testing.T) {
 	r = migrate(t, 1, back, "--from-blob", "--container", "checkpoints")
 	if !strings.Contains(r.stderr, "refusing: 12 partition(s)") {
 		t.Errorf("from-blob with live owners: %s", r.stderr)
+	}
+	dry := filepath.Join(dir, "dry.db")
+	if r = migrate(t, 0, dry, "--from-blob", "--container", "checkpoints", "--ownership", "--force", "--dry-run"); !strings.Contains(r.stdout, "would copy") {
+		t.Errorf("from-blob dry run: %s", r.stdout)
+	}
+	if _, err := os.Stat(dry); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the from-blob dry run created the file: %v", err)
 	}
 	migrate(t, 0, back, "--from-blob", "--container", "checkpoints", "--ownership", "--force")
 	if got, want := positions(t, back), positions(t, source); !slices.Equal(got, want) {

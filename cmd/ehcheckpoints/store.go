@@ -30,6 +30,23 @@ func openStore(path string, create bool) (*boltstore.Store, error) {
 	return boltstore.Open(path, &boltstore.Options{LockTimeout: cliLockTimeout})
 }
 
+// openDestination opens the store file that import and migrate write
+// into, creating it unless dryRun, and returns its records. With dryRun a
+// missing file reads as an empty store and is not created; s is then nil.
+func openDestination(ctx context.Context, path string, dryRun bool) (s *boltstore.Store, existing []boltstore.Record, err error) {
+	if _, err := os.Stat(path); dryRun && errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if s, err = openStore(path, true); err != nil {
+		return nil, nil, err
+	}
+	if existing, err = s.Records(ctx, boltstore.Scope{}); err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, existing, nil
+}
+
 // cliLockTimeout bounds the wait for a file another process keeps locked.
 // Processors hand the file over within milliseconds; a longer wait means
 // something is stuck, and the operator should hear about it.
