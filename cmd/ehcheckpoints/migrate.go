@@ -193,6 +193,16 @@ func (o *migrateOptions) toBlobStore(ctx context.Context, a *app, file string, c
 	if len(incomplete) > 0 {
 		return fmt.Errorf("refusing: the Go SDK's BlobStore fails to list a consumer group with a checkpoint that lacks an offset or a sequence number, and these do:\n%s\nGive them both with 'set', or leave their groups out with --hub and --group", strings.Join(incomplete, "\n"))
 	}
+	var slashed []string
+	for _, t := range allTargets(groups) {
+		names := o.blobNames(t.group)
+		if strings.Contains(names.Namespace+names.EventHub+names.ConsumerGroup+t.partition.id, "/") {
+			slashed = append(slashed, fmt.Sprintf("  namespace %q, event hub %q, consumer group %q, partition %q", names.Namespace, names.EventHub, names.ConsumerGroup, t.partition.id))
+		}
+	}
+	if len(slashed) > 0 {
+		return fmt.Errorf("refusing: blob names join the namespace, event hub, consumer group and partition id with \"/\", so records whose names contain one would land on other records' blobs, and these do:\n%s\nLeave their groups out with --hub and --group", strings.Join(slashed, "\n"))
+	}
 	if o.edit.dryRun {
 		return o.report(a.stdout, "would copy", groups, "to container "+containerName)
 	}

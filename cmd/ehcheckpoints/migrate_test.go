@@ -66,6 +66,16 @@ func TestMigrateRoundTrip(t *testing.T) {
 		t.Errorf("migrate of checkpoints the BlobStore cannot read: %s", r.stderr)
 	}
 
+	// "a/b" + "g" and "a" + "b/g" would both be blobs ns/a/b/g/...
+	slashed := filepath.Join(dir, "slashed.db")
+	mustRun(t, `{"type":"checkpoint","namespace":"ns","eventHub":"a/b","consumerGroup":"g","partitionId":"0","offset":"10","sequenceNumber":1}
+{"type":"checkpoint","namespace":"ns","eventHub":"a","consumerGroup":"b/g","partitionId":"0","offset":"20","sequenceNumber":2}
+`, "import", slashed)
+	r = migrate(t, 1, slashed, "--to-blob", "--container", "slashed")
+	if !strings.Contains(r.stderr, `event hub "a/b", consumer group "g"`) || !strings.Contains(r.stderr, `event hub "a", consumer group "b/g"`) {
+		t.Errorf("migrate of names with a slash: %s", r.stderr)
+	}
+
 	r = migrate(t, 0, source, "--to-blob", "--container", "checkpoints", "--ownership", "--dry-run")
 	if !strings.Contains(r.stdout, "would copy 4 checkpoint(s) and 4 ownership(s) of alpha.servicebus.windows.net/orders/$default to container checkpoints") {
 		t.Errorf("dry run: %s", r.stdout)
