@@ -117,13 +117,27 @@ func checkName(what, s string, required bool) error {
 
 // checkGroup validates the three coordinates of a consumer group.
 func checkGroup(namespace, hub, group string) error {
-	if err := checkName("FullyQualifiedNamespace", namespace, true); err != nil {
+	if err := checkCoordinate("FullyQualifiedNamespace", namespace); err != nil {
 		return err
 	}
-	if err := checkName("EventHubName", hub, true); err != nil {
+	if err := checkCoordinate("EventHubName", hub); err != nil {
 		return err
 	}
-	return checkName("ConsumerGroup", group, true)
+	return checkCoordinate("ConsumerGroup", group)
+}
+
+// checkCoordinate validates a name the store keeps folded to lower case.
+// Folding can lengthen a name (U+023A is two bytes, its lower case three),
+// so the bound applies to the folded name too: what is stored must read
+// back valid, or export, import and salvage would refuse it.
+func checkCoordinate(what, s string) error {
+	if err := checkName(what, s, true); err != nil {
+		return err
+	}
+	if n := foldedLen(s); n > maxNameLen {
+		return fmt.Errorf("%w: %s is %d bytes long in lower case, more than %d", ErrInvalidArgument, what, n, maxNameLen)
+	}
+	return nil
 }
 
 // recordKinds are the kinds of record, in the order walks visit them.
@@ -256,6 +270,20 @@ func appendFolded(dst []byte, s string) []byte {
 		dst = append(dst, c)
 	}
 	return dst
+}
+
+// foldedLen is the length of appendFolded(nil, s).
+func foldedLen(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			n := i
+			for _, r := range s[i:] {
+				n += utf8.RuneLen(unicode.ToLower(r))
+			}
+			return n
+		}
+	}
+	return len(s)
 }
 
 // appendPartitionKey appends the sortable key of a partition id.

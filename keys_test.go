@@ -74,9 +74,16 @@ func FuzzGroupKeys(f *testing.F) {
 	f.Add("ns", "hub", "$Default", "NS", "Hub", "$default", uint64(1), []byte{0x01, 0x00, 0x01, '0'})
 	f.Add("a", "b\x00c", "d", "a", "b", "c\x00d", uint64(300), []byte{0xF8, 0x01})
 	f.Add("a", "b", "c", "a", "b", "c", uint64(0xF7), []byte{0xF9, 0x00, 0xFF})
+	f.Add(strings.Repeat("\u023a", 512), "b", "c", "a", strings.Repeat("\u212a", 341), "c", uint64(1), []byte{})
 	f.Fuzz(func(t *testing.T, ns, hub, group, ns2, hub2, group2 string, id uint64, raw []byte) {
 		if checkGroup(ns, hub, group) == nil && checkGroup(ns2, hub2, group2) == nil {
 			a, b := newGroupKey(ns, hub, group), newGroupKey(ns2, hub2, group2)
+			// Stored names read back valid.
+			for _, name := range [][]byte{a.namespace, a.hub, a.group} {
+				if err := checkName("name", string(name), true); err != nil {
+					t.Fatalf("accepted group %q stores a name that does not validate: %v", []string{ns, hub, group}, err)
+				}
+			}
 			if !bytes.Equal(a.namespace, appendFolded(nil, ns)) || !bytes.Equal(a.hub, appendFolded(nil, hub)) || !bytes.Equal(a.group, appendFolded(nil, group)) {
 				t.Fatalf("group key %q split into %q, %q, %q", a.key, a.namespace, a.hub, a.group)
 			}

@@ -586,6 +586,9 @@ func TestErrorsAreSentinelsNamingTheFile(t *testing.T) {
 	assertError(t, err, ErrInvalidArgument, path, "EventHubName")
 	_, err = s.ListCheckpoints(ctx, testNS, "\xff", testGroup, nil)
 	assertError(t, err, ErrInvalidArgument, path, "UTF-8")
+	// 1024 bytes as given, 1536 in the lower case the store keeps.
+	err = s.SetCheckpoint(ctx, azeventhubs.Checkpoint{FullyQualifiedNamespace: strings.Repeat("\u023a", 512), EventHubName: testHub, ConsumerGroup: testGroup, PartitionID: "0", SequenceNumber: ptr(int64(1))}, nil)
+	assertError(t, err, ErrInvalidArgument, path, "1536 bytes long in lower case")
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
