@@ -128,6 +128,24 @@ func relLockCalls(s *Store) map[string]func(ctx context.Context) error {
 	}
 }
 
+// TestOpenContextEndsTheWaitForALockedFile: OpenContext waits for a file
+// another process holds until its context ends, not until LockTimeout.
+func TestOpenContextEndsTheWaitForALockedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lock.db")
+	openTestStore(t, path, nil).Close()
+	release := relStartHolder(t, path, "flock")
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	s, err := OpenContext(ctx, path, &Options{LockTimeout: time.Hour})
+	if err == nil {
+		s.Close()
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("OpenContext of a held file: %v; want the context's error naming the file", err)
+	}
+}
+
 // TestReliabilityStuckLock has another process hold the file (a plain
 // flock, or a plain bbolt.Open) beyond the lock timeout. Every call must
 // fail with ErrLockTimeout naming the file after about LockTimeout, or with

@@ -87,6 +87,14 @@ type Store struct {
 // boltstore (format 1 or 2) is converted to the current layout in one
 // durable commit, after which older boltstores refuse it.
 func Open(path string, opts *Options) (*Store, error) {
+	return OpenContext(context.Background(), path, opts)
+}
+
+// OpenContext is Open with a context, which bounds the wait for a file
+// that another process keeps locked as a call's context does: if ctx ends
+// first, OpenContext fails with its error. The verification that follows
+// runs to its end.
+func OpenContext(ctx context.Context, path string, opts *Options) (*Store, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, fileError(path, err)
@@ -96,7 +104,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	s := &Store{path: path, opts: o, lease: newLease(path, &o)}
 	s.lease.verify = s.verify
-	err = s.view(context.Background(), s.verify)
+	err = s.view(ctx, s.verify)
 	if err != nil {
 		s.lease.close()
 		return nil, err

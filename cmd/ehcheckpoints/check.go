@@ -23,7 +23,7 @@ what is still intact (see 'salvage').`,
 		Example: `  ehcheckpoints check checkpoints.db`,
 		Args:    exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(args[0], false)
+			s, err := openStore(cmd.Context(), args[0], false)
 			if err == nil {
 				defer s.Close()
 				err = s.Check(cmd.Context())

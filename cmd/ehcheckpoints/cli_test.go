@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -152,4 +153,51 @@ func TestWatch(t *testing.T) {
 		_ = cmd.Process.Kill()
 		t.Fatal("watch did not stop on SIGINT")
 	}
+}
+
+// TestInterruptWhileWaitingForTheFile: Ctrl-C ends a verb that waits for a
+// file another process keeps locked, rather than the lock timeout.
+func TestInterruptWhileWaitingForTheFile(t *testing.T) {
+	path := sampleStore(t)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "ls", path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Once it has the file open it waits for the lock, and its handler
+	// for the signal is in place.
+	for deadline := time.Now().Add(30 * time.Second); !holdsOpen(cmd.Process.Pid, path); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("ls never opened the file: %s", stderr.String())
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != exitError || !strings.Contains(stderr.String(), "context canceled") {
+		t.Errorf("ls interrupted while the file is locked: %v, exit %d, stderr %q; want exit %d and the cancellation", err, code, stderr.String(), exitError)
+	}
+}
+
+// holdsOpen reports whether process pid has the file at path open (Linux).
+func holdsOpen(pid int, path string) bool {
+	fds := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	entries, _ := os.ReadDir(fds)
+	for _, e := range entries {
+		if target, err := os.Readlink(filepath.Join(fds, e.Name())); err == nil && target == path {
+			return true
+		}
+	}
+	return false
 }

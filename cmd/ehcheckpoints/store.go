@@ -18,16 +18,17 @@ import (
 
 // openStore opens the store file at path with the options processors use,
 // so the CLI takes its turn on a file they hold like any other process,
-// except that an operator waits at most cliLockTimeout for a stuck lock.
-// boltstore.Open creates a missing file; only verbs that write data
-// (create) want that, the others report the missing file.
-func openStore(path string, create bool) (*boltstore.Store, error) {
+// except that an operator waits at most cliLockTimeout for a stuck lock,
+// or until ctx ends (Ctrl-C). boltstore.OpenContext creates a missing
+// file; only verbs that write data (create) want that, the others report
+// the missing file.
+func openStore(ctx context.Context, path string, create bool) (*boltstore.Store, error) {
 	if !create {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s: no such store file", path)
 		}
 	}
-	return boltstore.Open(path, &boltstore.Options{LockTimeout: cliLockTimeout})
+	return boltstore.OpenContext(ctx, path, &boltstore.Options{LockTimeout: cliLockTimeout})
 }
 
 // openDestination opens the store file that import and migrate write
@@ -37,7 +38,7 @@ func openDestination(ctx context.Context, path string, dryRun bool) (s *boltstor
 	if _, err := os.Stat(path); dryRun && errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
 	}
-	if s, err = openStore(path, true); err != nil {
+	if s, err = openStore(ctx, path, true); err != nil {
 		return nil, nil, err
 	}
 	if existing, err = s.Records(ctx, boltstore.Scope{}); err != nil {
@@ -270,7 +271,7 @@ func (o *selectOptions) complete() bool {
 // open opens the store file of an editing verb and resolves its targets
 // from the records in scope. The caller closes the store.
 func (o *selectOptions) open(ctx context.Context, path string, oneGroup bool) (*boltstore.Store, []target, error) {
-	s, err := openStore(path, false)
+	s, err := openStore(ctx, path, false)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -38,7 +38,7 @@ share the file are not slowed down.`,
 			if count < 0 {
 				return usagef("--count must not be negative")
 			}
-			s, err := openStore(args[0], false)
+			s, err := openStore(cmd.Context(), args[0], false)
 			if err != nil {
 				return err
 			}
