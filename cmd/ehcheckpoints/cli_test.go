@@ -76,6 +76,7 @@ func TestExitCodes(t *testing.T) {
 		{"no file", 2, []string{"show"}, "show takes FILE, got 0 argument(s)"},
 		{"two files", 2, []string{"export", path, path}, "export takes FILE, got 2 argument(s)"},
 		{"backup without dest", 2, []string{"backup", path}, "backup takes FILE and DEST, got 1 argument(s)"},
+		{"negative expiry", 2, []string{"ls", path, "--expiry", "-5s"}, "-5s is not a positive duration"},
 		{"set without value", 2, []string{"set", path, "--all"}, "give --sequence, --offset or both"},
 		{"set without partitions", 2, []string{"set", path, "--sequence", "1"}, "give --partition or --all"},
 		{"release owner and all", 2, []string{"release", path, "--owner", "x", "--all"}, "--owner on its own"},

@@ -68,7 +68,29 @@ func addScopeFlags(cmd *cobra.Command, scope *boltstore.Scope) {
 // addExpiryFlag adds --expiry, the age after which processors treat an
 // ownership as free.
 func addExpiryFlag(cmd *cobra.Command, expiry *time.Duration) {
-	cmd.Flags().DurationVar(expiry, "expiry", defaultExpiry, "ownership expiration of the processors (their PartitionExpirationDuration)")
+	*expiry = defaultExpiry
+	cmd.Flags().Var((*expiryValue)(expiry), "expiry", "ownership expiration of the processors (their PartitionExpirationDuration)")
+}
+
+// expiryValue is the value of --expiry: a duration, and a positive one, as
+// a processor's PartitionExpirationDuration is; with zero or less every
+// ownership would count as expired.
+type expiryValue time.Duration
+
+func (e *expiryValue) String() string { return time.Duration(*e).String() }
+
+func (e *expiryValue) Type() string { return "duration" }
+
+func (e *expiryValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if d <= 0 {
+		return fmt.Errorf("%s is not a positive duration", s)
+	}
+	*e = expiryValue(d)
+	return nil
 }
 
 // partition is what the file holds about one partition: its ownership,
