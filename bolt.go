@@ -390,8 +390,8 @@ type committer struct {
 	closed  bool
 	idle    *sync.Cond // signalled when leading becomes false
 
-	// inCommit is held (a token in it) from a batch's write transaction
-	// until its commit is on disk, or reverted and its DB discarded.
+	// inCommit is held (a token in it) from before a batch's writes are
+	// taken until its commit is on disk, or reverted and its DB discarded.
 	// bbolt's writer lock ends earlier, when the pages are written;
 	// viewAlone takes this to see no commit half done. A channel rather
 	// than a mutex, so that a caller waiting for it can give up when its
@@ -434,7 +434,7 @@ func (c *committer) write(ctx context.Context, apply applyFunc) error {
 	c.leading = true
 	c.mu.Unlock()
 	if lead {
-		c.lead(ctx)
+		c.lead(ctx, op)
 	}
 	select {
 	case err := <-op.done:
@@ -446,7 +446,8 @@ func (c *committer) write(ctx context.Context, apply applyFunc) error {
 			return err
 		default:
 		}
-		if op.state.CompareAndSwap(opPending, opAbandoned) {
+		// Abandoned already if it led and gave up waiting.
+		if op.state.CompareAndSwap(opPending, opAbandoned) || op.state.Load() == opAbandoned {
 			return fmt.Errorf("%s: %w (nothing was written)", path, ctx.Err())
 		}
 		return fmt.Errorf("%s: %w (the write was already being committed; it may or may not have been stored)", path, ctx.Err())
@@ -456,11 +457,11 @@ func (c *committer) write(ctx context.Context, apply applyFunc) error {
 // lead commits the queue in the calling goroutine, then passes leadership
 // to a background goroutine if more writes arrived meanwhile, so that the
 // caller can return.
-func (c *committer) lead(ctx context.Context) {
+func (c *committer) lead(ctx context.Context, own *writeOp) {
 	batch := c.take()
 	var took time.Duration
 	if len(batch) > 0 {
-		took, _ = c.commit(ctx, batch, nil)
+		took, _ = c.commit(ctx, own, batch, nil)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -501,7 +502,7 @@ func (c *committer) drain(expected int, lastCommit time.Duration) {
 			return
 		}
 		c.mu.Unlock()
-		lastCommit, expected = c.commit(context.Background(), batch, &gatherPlan{expected: expected, patience: patience})
+		lastCommit, expected = c.commit(context.Background(), nil, batch, &gatherPlan{expected: expected, patience: patience})
 	}
 }
 
@@ -616,26 +617,35 @@ func (c *committer) close() {
 // commit runs one batch: wait for the file, take the operations still
 // wanted, apply them in one transaction, with plan (if not nil) gather
 // more into it, commit, and report. If ctx (the leading caller's) ends
-// while waiting for the file or for a check, the batch goes back to the
-// queue for the next leader. It returns how long the transaction took, from its start
-// until it was on disk, without the wait for the file or for more writes:
-// the cost of a commit, which drain's patience is measured in; 0 when it
-// failed or committed nothing. committed is how many writes it took.
-func (c *committer) commit(ctx context.Context, batch []*writeOp, plan *gatherPlan) (took time.Duration, committed int) {
+// while waiting for the file or for a check, own (that caller's write, if
+// not nil) is abandoned and the rest of the batch goes back to the queue
+// for the next leader. It returns how long the transaction took, from its
+// start until it was on disk, without the wait for the file or for more
+// writes: the cost of a commit, which drain's patience is measured in; 0
+// when it failed or committed nothing. committed is how many writes it
+// took.
+func (c *committer) commit(ctx context.Context, own *writeOp, batch []*writeOp, plan *gatherPlan) (took time.Duration, committed int) {
 	s := c.store
+	giveUp := func(batch []*writeOp) {
+		// Abandoned before it is requeued: the next leader must not
+		// commit a write whose caller reports that nothing was written.
+		if own != nil {
+			own.state.CompareAndSwap(opPending, opAbandoned)
+		}
+		c.requeue(batch)
+	}
 	db, batch := c.acquire(ctx, batch)
 	if db == nil {
 		if len(batch) > 0 {
-			c.requeue(batch)
+			giveUp(batch)
 		}
 		return 0, 0
 	}
 	defer s.lease.releaseAfterWrite()
 	// A check may hold the file for long; a caller that leads waits for
-	// it no longer than its context allows, and its batch goes to the
-	// next leader.
+	// it no longer than its context allows.
 	if err := c.lockCommit(ctx); err != nil {
-		c.requeue(batch)
+		giveUp(batch)
 		return 0, 0
 	}
 	defer c.unlockCommit()
