@@ -92,11 +92,15 @@ func Open(path string, opts *Options) (*Store, error) {
 
 // OpenContext is Open with a context, which bounds the wait for a file
 // that another process keeps locked as a call's context does: if ctx ends
-// first, OpenContext fails with its error. The verification that follows
+// first, OpenContext fails with its error, having created nothing if ctx
+// had ended when it was called. The verification that follows the wait
 // runs to its end.
 func OpenContext(ctx context.Context, path string, opts *Options) (*Store, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
+		return nil, fileError(path, err)
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, fileError(path, err)
 	}
 	if err := createIfMissing(path); err != nil {
