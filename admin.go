@@ -6,10 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -536,7 +534,7 @@ const maxCheckProblems = 100
 // not exist yet, while the store stays in use. The copy is synced before
 // Backup returns and has mode 0600.
 func (s *Store) Backup(ctx context.Context, dest string) error {
-	return writeNewFile(dest, func(tmp string) error {
+	return fsync.NewFile(dest, func(tmp string) error {
 		f, err := os.OpenFile(tmp, os.O_WRONLY, 0)
 		if err != nil {
 			return err
@@ -555,7 +553,7 @@ func (s *Store) Backup(ctx context.Context, dest string) error {
 // Compact writes a compacted copy of the store to dest, a path that must
 // not exist yet, leaving behind the space freed by deleted records.
 func (s *Store) Compact(ctx context.Context, dest string) error {
-	return writeNewFile(dest, func(tmp string) error {
+	return fsync.NewFile(dest, func(tmp string) error {
 		dst, err := bolt.Open(tmp, 0o600, nil)
 		if err != nil {
 			return err
@@ -572,33 +570,3 @@ func (s *Store) Compact(ctx context.Context, dest string) error {
 
 // compactTxSize bounds the bytes Compact copies per transaction.
 const compactTxSize = 64 << 20
-
-// writeNewFile creates dest through a temporary file in its directory:
-// fill writes the file at the temporary path, and only a complete file is
-// synced and linked into place, so dest is either absent or whole. An
-// existing dest is an error (fs.ErrExist).
-func writeNewFile(dest string, fill func(tmp string) error) error {
-	if _, err := os.Lstat(dest); err == nil {
-		return fmt.Errorf("%s: %w", dest, fs.ErrExist)
-	}
-	dir := filepath.Dir(dest)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".new-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := fill(tmp); err != nil {
-		return err
-	}
-	if err := fsync.Path(tmp); err != nil {
-		return err
-	}
-	if err := os.Link(tmp, dest); err != nil {
-		return err
-	}
-	return fsync.Path(dir)
-}

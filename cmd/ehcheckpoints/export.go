@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ehcheckpoints/boltstore"
@@ -112,34 +111,26 @@ func writeRecordsJSON(w io.Writer, records []boltstore.Record) error {
 
 var errOutputExists = errors.New("already exists; export -o writes a new file (redirect standard output to replace one)")
 
-// writeNewFile creates path through a temporary file in its directory that
-// is synced and linked into place once fill has succeeded, so path is
-// either absent or whole, and a file that appeared there meanwhile is not
-// replaced.
+// writeNewFile writes a new file at path with fill (fsync.NewFile).
 func writeNewFile(path string, fill func(io.Writer) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	err = fill(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Link(f.Name(), path)
-	}
+	err := fsync.NewFile(path, func(tmp string) error {
+		f, err := os.OpenFile(tmp, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		err = fill(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
 	switch {
 	case errors.Is(err, fs.ErrExist):
 		return fmt.Errorf("%s: %w", path, errOutputExists)
 	case err != nil:
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	return fsync.Path(dir)
+	return nil
 }
 
 // parseTime reads a time written by formatTime.
