@@ -330,8 +330,8 @@ func (o *selectOptions) resolve(groups []*group, oneGroup bool) ([]target, error
 	var targets []target
 	for _, g := range groups {
 		for _, id := range o.partitions {
-			// "-p '0, 1'" means partitions 0 and 1: no partition id
-			// begins or ends with a space.
+			// "-p '0, 1'" means partitions 0 and 1: Event Hubs makes
+			// no partition id that begins or ends with a space.
 			if id = strings.TrimSpace(id); id == "" {
 				return nil, usagef("--partition is empty")
 			}
