@@ -21,27 +21,28 @@ import (
 // the file is a boltstore file of a format this version reads, and
 // converts a file of an older layout (migrateLayout). With
 // recoverTorn it first falls back from a commit that did not reach the disk
-// whole and syncs the file (recoverTornCommit). bbolt panics on some
-// damaged files; the panic becomes ErrCorrupt.
-func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, err error) {
+// whole, whose transaction id is then undone, and syncs the file
+// (recoverTornCommit). bbolt panics on some damaged files; the panic
+// becomes ErrCorrupt.
+func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, undone uint64, err error) {
 	info, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, 0, err
 	}
 	if info.Size() == 0 {
 		f.Close()
-		return nil, corruptError(path, "the file is empty")
+		return nil, 0, corruptError(path, "the file is empty")
 	}
 	if recoverTorn {
-		if err := recoverTornCommit(path, f); err != nil {
+		if undone, err = recoverTornCommit(path, f); err != nil {
 			f.Close()
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	if err := checkHeader(path, f, info.Size()); err != nil {
 		f.Close()
-		return nil, err
+		return nil, 0, err
 	}
 	err = contain(path, func() error {
 		db, err = bolt.Open(path, 0o600, &bolt.Options{
@@ -69,9 +70,9 @@ func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, err error
 		} else {
 			f.Close()
 		}
-		return nil, err
+		return nil, 0, err
 	}
-	return db, nil
+	return db, undone, nil
 }
 
 // bbolt's meta page, as far as checkHeader reads it: after the 16-byte page

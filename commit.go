@@ -257,27 +257,29 @@ func openableMeta(f *os.File) (meta []byte, damage string, err error) {
 
 // recoverTornCommit runs before bbolt opens the file, under the flock. A
 // torn newest commit (tornCommit) has its meta page invalidated, so that
-// bbolt opens the commit before it; a damaged acknowledged one is
-// ErrCorrupt. Then the file is synced: a process killed after writing a
-// commit but before syncing it leaves the commit in the page cache only,
-// and the next commit's single sync must not be what first puts it on
-// disk, in any order.
-func recoverTornCommit(path string, f *os.File) error {
+// bbolt opens the commit before it, and undone is its transaction id (0
+// when there was none); a damaged acknowledged one is ErrCorrupt. Then the
+// file is synced: a process killed after writing a commit but before
+// syncing it leaves the commit in the page cache only, and the next
+// commit's single sync must not be what first puts it on disk, in any
+// order.
+func recoverTornCommit(path string, f *os.File) (undone uint64, err error) {
 	newest, torn, damage, err := tornCommit(f)
 	switch {
 	case err != nil:
-		return fmt.Errorf("%s: checking the last commit: %w", path, err)
+		return 0, fmt.Errorf("%s: checking the last commit: %w", path, err)
 	case damage != "":
-		return corruptError(path, damage)
+		return 0, corruptError(path, damage)
 	case torn:
 		if err := invalidateMeta(f, newest); err != nil {
-			return fmt.Errorf("%s: falling back from an incomplete commit: %w", path, err)
+			return 0, fmt.Errorf("%s: falling back from an incomplete commit: %w", path, err)
 		}
+		undone = metaTxID(newest)
 	}
 	if err := syncData(f); err != nil {
-		return fmt.Errorf("%s: syncing the file before using it: %w", path, err)
+		return 0, fmt.Errorf("%s: syncing the file before using it: %w", path, err)
 	}
-	return nil
+	return undone, nil
 }
 
 // markAcknowledged notes, in the record of the commit before the newest,

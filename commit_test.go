@@ -109,6 +109,7 @@ func testTornCommitFallsBack(t *testing.T, noted bool) {
 	wantBefore, wantAfter := owners(first), owners(second)
 	rng := rand.New(rand.NewPCG(1, 2))
 	outcomes := map[string]int{}
+	undoneTxIDs := map[uint64]int{}
 	for i := range 300 {
 		torn := append([]byte(nil), before...)
 		torn = append(torn, make([]byte, max(0, len(after)-len(before)))...)
@@ -139,6 +140,7 @@ func testTornCommitFallsBack(t *testing.T, noted bool) {
 		if err != nil {
 			t.Fatalf("case %d: Open of a file cut during a commit: %v", i, err)
 		}
+		undone, undid := ts.UndoneCommit()
 		var list []azeventhubs.Ownership
 		for g := range 3 {
 			l, err := ts.ListOwnership(ctx, testNS, testHub, fmt.Sprint("group-", g), nil)
@@ -150,11 +152,18 @@ func testTornCommitFallsBack(t *testing.T, noted bool) {
 		if got, salvaged := owners(list), owners(salvagedOwners); got != salvaged {
 			t.Fatalf("case %d: Open gives ownerships %s, Salvage %s", i, got, salvaged)
 		}
-		switch got := owners(list); got {
-		case wantBefore:
+		switch got := owners(list); {
+		case got == wantBefore && undid:
+			outcomes["undone"]++
+			if undoneTxIDs[undone]++; len(undoneTxIDs) > 1 {
+				t.Fatalf("case %d: UndoneCommit says %d; other cases undid %v", i, undone, undoneTxIDs)
+			}
+		case got == wantBefore:
 			outcomes["before"]++
-		case wantAfter:
+		case got == wantAfter && !undid:
 			outcomes["after"]++
+		case got == wantAfter:
+			t.Fatalf("case %d: opened after the commit, yet UndoneCommit says it undid commit %d", i, undone)
 		default:
 			t.Fatalf("case %d: ownerships %s, want %s (before the commit) or %s (after)", i, got, wantBefore, wantAfter)
 		}
@@ -168,9 +177,9 @@ func testTornCommitFallsBack(t *testing.T, noted bool) {
 		ts.Close()
 		os.Remove(p)
 	}
-	t.Logf("%d sectors written by the commit; of 300 cuts, %d opened as before it and %d as after it", len(changed), outcomes["before"], outcomes["after"])
-	if outcomes["before"] == 0 || outcomes["after"] == 0 {
-		t.Errorf("outcomes %v: the cuts should produce both", outcomes)
+	t.Logf("%d sectors written by the commit; of 300 cuts, %d opened as before it without and %d with undoing it, %d as after it", len(changed), outcomes["before"], outcomes["undone"], outcomes["after"])
+	if outcomes["before"] == 0 || outcomes["undone"] == 0 || outcomes["after"] == 0 {
+		t.Errorf("outcomes %v: the cuts should produce all three", outcomes)
 	}
 }
 

@@ -22,7 +22,7 @@
 // fdatasync per commit, where bbolt alone syncs twice. A record of the
 // checksums of the pages each commit wrote, kept in its meta page, tells a
 // commit that a power cut left incomplete, and the store then opens the
-// commit before it (see commit.go). A store that lets go of the file after
+// commit before it (see commit.go) and reports it (Store.UndoneCommit). A store that lets go of the file after
 // syncing its last commit itself notes that the commit was acknowledged,
 // so that damage to it is reported as ErrCorrupt rather than taken for a
 // cut.

@@ -59,6 +59,9 @@ type lease struct {
 	left      fileState
 	leftKnown bool
 	suspect   bool // the open DB saw a failed commit
+	// undone is the last commit an open found incomplete and undid (0:
+	// none).
+	undone uint64
 	// synced is the last commit the open DB synced and acknowledged (0:
 	// none). Only such a commit is noted as acknowledged: one found in the
 	// file may be another process's, whose sync may have failed unseen.
@@ -157,13 +160,16 @@ func (l *lease) acquire(ctx context.Context, deadline time.Time) (*bolt.DB, erro
 // open takes the flock and opens the DB for acquire. left is the file as
 // the lease last let go of it, nil if unknown.
 func (l *lease) open(ctx context.Context, deadline, notBefore time.Time, left *fileState) (*bolt.DB, error) {
-	db, file, err := l.lockAndOpen(ctx, deadline, notBefore, left)
+	db, file, undone, err := l.lockAndOpen(ctx, deadline, notBefore, left)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.acquiring = false
 	l.wakeLocked()
 	if err != nil {
 		return nil, err
+	}
+	if undone != 0 {
+		l.undone = undone
 	}
 	if l.isClosing() {
 		// Close ran while the lock was being taken.
@@ -182,11 +188,12 @@ func lockTimeoutError(path string) error {
 
 // lockAndOpen waits for the flock, announcing itself as a waiter while it
 // polls, and then opens bbolt on the locked descriptor, verifying the whole
-// file first if it changed outside commits since left.
-func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, left *fileState) (*bolt.DB, *os.File, error) {
+// file first if it changed outside commits since left. It also returns the
+// incomplete commit that opening undid, 0 if none (openBolt).
+func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, left *fileState) (*bolt.DB, *os.File, uint64, error) {
 	f, err := os.OpenFile(l.path, os.O_RDWR, 0)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	err = waitForFlock(ctx, l.closing, f, deadline, notBefore)
 	if err == nil && l.isClosing() {
@@ -194,22 +201,22 @@ func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, 
 	}
 	if err != nil {
 		f.Close()
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	now, known := observeFile(f)
 	// A file as this lease left it after commits it synced needs no
 	// recovery; any other may hold another process's unsynced commit.
-	db, err := openBolt(l.path, f, left == nil || !known || *left != now)
+	db, undone, err := openBolt(l.path, f, left == nil || !known || *left != now)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	if left != nil && known && left.changedOutsideCommits(now) {
 		if err := contain(l.path, func() error { return db.View(l.verify) }); err != nil {
 			_ = db.Close()
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 	}
-	return db, f, nil
+	return db, f, undone, nil
 }
 
 // isClosing reports whether close has begun. Callers that hold mu see it

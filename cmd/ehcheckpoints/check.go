@@ -19,7 +19,13 @@ bbolt's page structure, the record buckets, and the checksum and encoding of
 every ownership and checkpoint. It prints "ok" and exits with status 0 for
 a healthy file. For a damaged one it prints each problem found and exits
 with status 1: restore the file from a backup (see 'backup'), or copy out
-what is still intact (see 'salvage').`,
+what is still intact (see 'salvage').
+
+When a process or the machine stopped while it wrote the file, the store
+undoes the commit that was cut short, whichever process opens the file
+first. If that is check, it says so after "ok": the writes in that commit
+were never acknowledged, unless the file was damaged after they were,
+which looks the same.`,
 		Example: `  ehcheckpoints check checkpoints.db`,
 		Args:    exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -38,7 +44,12 @@ what is still intact (see 'salvage').`,
 					o, c := g.counts()
 					ownerships, checkpoints = ownerships+o, checkpoints+c
 				}
-				_, err = fmt.Fprintf(a.stdout, "ok: %s: %d ownership(s) and %d checkpoint(s), structure and checksums verified\n", args[0], ownerships, checkpoints)
+				if _, err := fmt.Fprintf(a.stdout, "ok: %s: %d ownership(s) and %d checkpoint(s), structure and checksums verified\n", args[0], ownerships, checkpoints); err != nil {
+					return err
+				}
+				if txid, undone := s.UndoneCommit(); undone {
+					_, err = fmt.Fprintf(a.stdout, "note: commit %d had not reached the disk whole (a process or the machine stopped while writing it) and was undone; the file holds commit %d\n", txid, txid-1)
+				}
 				return err
 			}
 			if !errors.Is(err, boltstore.ErrCorrupt) {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	encbin "encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,6 +81,47 @@ func TestBackupAndCompact(t *testing.T) {
 		if r := ehc(t, "", nil, verb, path, dest); r.code != 1 {
 			t.Errorf("%s over an existing file: exit %d, want 1", verb, r.code)
 		}
+	}
+}
+
+// TestCheckReportsUndoneCommit: a file whose newest commit did not reach
+// the disk whole, as when its writer is killed, opens at the commit before;
+// check, opening it first, says so.
+func TestCheckReportsUndoneCommit(t *testing.T) {
+	path := sampleStore(t)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "", "set", path, "--hub", "payments", "-p", "1", "--sequence", "8", "--force")
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the newest meta page of the set reaches the disk: its pages,
+	// and the note its writer makes at exit, do not.
+	pageSize := int(encbin.NativeEndian.Uint32(after[24:]))
+	txid := func(page int) uint64 { return encbin.NativeEndian.Uint64(after[page*pageSize+64:]) }
+	newest := 0
+	if txid(1) > txid(0) {
+		newest = 1
+	}
+	cut := append([]byte(nil), before...)
+	copy(cut[newest*pageSize:(newest+1)*pageSize], after[newest*pageSize:])
+	if err := os.WriteFile(path, cut, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, "", "check", path)
+	want := fmt.Sprintf("note: commit %d had not reached the disk whole", txid(newest))
+	if !strings.HasPrefix(r.stdout, "ok: ") || !strings.Contains(r.stdout, want) {
+		t.Errorf("check of a file cut during a commit:\n%s\nwant ok and %q", r.stdout, want)
+	}
+	if r := mustRun(t, "", "check", path); strings.Contains(r.stdout, "note:") {
+		t.Errorf("a second check reports the commit again:\n%s", r.stdout)
+	}
+	const earlier = `"partitionId":"1","offset":"777","sequenceNumber":7,`
+	if got := mustRun(t, "", "export", path, "--hub", "payments").stdout; !strings.Contains(got, earlier) {
+		t.Errorf("after the undone set, partition 1 should hold its earlier checkpoint %s:\n%s", earlier, got)
 	}
 }
 
