@@ -527,13 +527,15 @@ func checkProblem(path string, err error) error {
 	return fmt.Errorf("%s: %w: %v", path, ErrCorrupt, err)
 }
 
-// UndoneCommit reports the newest commit that the store found incomplete
+// UndoneCommit reports the last commit that the store found incomplete
 // when it opened the file, at Open or on taking the file back from another
-// process, and undid: a process or the machine stopped while that commit
-// was being written, so its writes were never acknowledged, and the file
-// holds the commit before it. Damage to the newest commit's pages after a
-// process died holding the file looks the same, and is undone the same
-// way. ok is false if the store has undone no commit.
+// process, and undid: a process or the machine had stopped while that
+// commit was being written, so its writes were never acknowledged, and
+// the file went back to the commit before it. Damage to the newest
+// commit's pages after a process died holding the file looks the same, and
+// is undone the same way. The next commit takes the undone one's
+// transaction id again. ok is false if the store has undone no commit. An
+// open that fails after undoing a commit says so in its error instead.
 func (s *Store) UndoneCommit() (txid uint64, ok bool) {
 	s.lease.mu.Lock()
 	defer s.lease.mu.Unlock()

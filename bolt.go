@@ -37,12 +37,12 @@ func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, undone ui
 	if recoverTorn {
 		if undone, err = recoverTornCommit(path, f); err != nil {
 			f.Close()
-			return nil, 0, err
+			return nil, 0, withUndone(err, undone)
 		}
 	}
 	if err := checkHeader(path, f, info.Size()); err != nil {
 		f.Close()
-		return nil, 0, err
+		return nil, 0, withUndone(err, undone)
 	}
 	err = contain(path, func() error {
 		db, err = bolt.Open(path, 0o600, &bolt.Options{
@@ -70,7 +70,7 @@ func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, undone ui
 		} else {
 			f.Close()
 		}
-		return nil, 0, err
+		return nil, 0, withUndone(err, undone)
 	}
 	return db, undone, nil
 }

@@ -258,7 +258,8 @@ func openableMeta(f *os.File) (meta []byte, damage string, err error) {
 // recoverTornCommit runs before bbolt opens the file, under the flock. A
 // torn newest commit (tornCommit) has its meta page invalidated, so that
 // bbolt opens the commit before it, and undone is its transaction id (0
-// when there was none); a damaged acknowledged one is ErrCorrupt. Then the
+// when there was none, and also returned with a later error); a damaged
+// acknowledged one is ErrCorrupt. Then the
 // file is synced: a process killed after writing a commit but before
 // syncing it leaves the commit in the page cache only, and the next
 // commit's single sync must not be what first puts it on disk, in any
@@ -277,9 +278,19 @@ func recoverTornCommit(path string, f *os.File) (undone uint64, err error) {
 		undone = metaTxID(newest)
 	}
 	if err := syncData(f); err != nil {
-		return 0, fmt.Errorf("%s: syncing the file before using it: %w", path, err)
+		return undone, fmt.Errorf("%s: syncing the file before using it: %w", path, err)
 	}
 	return undone, nil
+}
+
+// withUndone adds to err, the failure of an open that had undone commit
+// undone (0: none), that it had: the undo stays although the open failed,
+// and no later open will find the commit to report.
+func withUndone(err error, undone uint64) error {
+	if err == nil || undone == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (having undone commit %d, which had not reached the disk whole)", err, undone)
 }
 
 // markAcknowledged notes, in the record of the commit before the newest,

@@ -21,8 +21,9 @@
 // returns after its data is fsync'd, unless Options.NoSync is set: one
 // fdatasync per commit, where bbolt alone syncs twice. A record of the
 // checksums of the pages each commit wrote, kept in its meta page, tells a
-// commit that a power cut left incomplete, and the store then opens the
-// commit before it (see commit.go) and reports it (Store.UndoneCommit). A store that lets go of the file after
+// commit that a power cut left incomplete, and the store that opens the
+// file then undoes it, going back to the commit before (see commit.go),
+// and reports it (Store.UndoneCommit). A store that lets go of the file after
 // syncing its last commit itself notes that the commit was acknowledged,
 // so that damage to it is reported as ErrCorrupt rather than taken for a
 // cut.

@@ -213,7 +213,7 @@ func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, 
 	if left != nil && known && left.changedOutsideCommits(now) {
 		if err := contain(l.path, func() error { return db.View(l.verify) }); err != nil {
 			_ = db.Close()
-			return nil, nil, 0, err
+			return nil, nil, 0, withUndone(err, undone)
 		}
 	}
 	return db, f, undone, nil

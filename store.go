@@ -111,7 +111,8 @@ func OpenContext(ctx context.Context, path string, opts *Options) (*Store, error
 	err = s.view(ctx, s.verify)
 	if err != nil {
 		s.lease.close()
-		return nil, err
+		undone, _ := s.UndoneCommit()
+		return nil, withUndone(err, undone)
 	}
 	s.committer = newCommitter(s)
 	return s, nil

@@ -48,7 +48,7 @@ which looks the same.`,
 					return err
 				}
 				if txid, undone := s.UndoneCommit(); undone {
-					_, err = fmt.Fprintf(a.stdout, "note: commit %d had not reached the disk whole (a process or the machine stopped while writing it) and was undone; the file holds commit %d\n", txid, txid-1)
+					_, err = fmt.Fprintf(a.stdout, "note: opening the file undid commit %d, which had not reached the disk whole (a writer stopped during it, or the file was damaged after), and went back to commit %d\n", txid, txid-1)
 				}
 				return err
 			}

@@ -111,8 +111,22 @@ func TestCheckReportsUndoneCommit(t *testing.T) {
 	if err := os.WriteFile(path, cut, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A copy that is also damaged elsewhere: the open that undoes the
+	// commit fails, and says what it undid.
+	damaged := filepath.Join(t.TempDir(), "damaged.db")
+	owner := bytes.Index(cut, []byte("host-c"))
+	if owner < 0 {
+		t.Fatal("no ownership of host-c in the sample")
+	}
+	cut[owner] ^= 0xff
+	if err := os.WriteFile(damaged, cut, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := ehc(t, "", nil, "check", damaged); r.code != 1 || !strings.Contains(r.stdout, fmt.Sprintf("having undone commit %d", txid(newest))) {
+		t.Errorf("check of a cut file damaged elsewhere: exit %d\n%s", r.code, r.stdout)
+	}
 	r := mustRun(t, "", "check", path)
-	want := fmt.Sprintf("note: commit %d had not reached the disk whole", txid(newest))
+	want := fmt.Sprintf("note: opening the file undid commit %d, which had not reached the disk whole", txid(newest))
 	if !strings.HasPrefix(r.stdout, "ok: ") || !strings.Contains(r.stdout, want) {
 		t.Errorf("check of a file cut during a commit:\n%s\nwant ok and %q", r.stdout, want)
 	}
