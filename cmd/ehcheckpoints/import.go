@@ -134,6 +134,34 @@ func readRecordsJSON(r io.Reader, name string, a *app) ([]boltstore.Record, erro
 
 // parseRecordLine parses one line of the export format strictly: unknown
 // fields, fields of the other record type and missing fields are errors.
+// repeatedKey returns a key that the JSON object on line has twice, which
+// encoding/json would silently resolve to the last value. Keys match
+// fields case-insensitively, so they are compared so.
+func repeatedKey(line []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		key, isKey := t.(string)
+		if err != nil || !isKey {
+			return "", false
+		}
+		folded := strings.ToLower(key)
+		if seen[folded] {
+			return key, true
+		}
+		seen[folded] = true
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return "", false
+		}
+	}
+	return "", false
+}
+
 func parseRecordLine(line []byte, a *app) (boltstore.Record, error) {
 	var row recordJSON
 	dec := json.NewDecoder(bytes.NewReader(line))
@@ -143,6 +171,9 @@ func parseRecordLine(line []byte, a *app) (boltstore.Record, error) {
 	}
 	if dec.More() {
 		return boltstore.Record{}, errors.New("more than one JSON value on the line")
+	}
+	if key, ok := repeatedKey(line); ok {
+		return boltstore.Record{}, fmt.Errorf("field %q appears twice", key)
 	}
 	// Names are folded here as the store folds them, so that duplicates and
 	// the summary see one consumer group however its lines spell it.

@@ -64,6 +64,7 @@ func TestImportMalformed(t *testing.T) {
 		{"control character in owner", `{"type":"ownership","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","ownerId":"a\u0007","etag":"e","lastModifiedTime":"2025-01-01T00:00:00Z"}`, "OwnerID"},
 		{"partition id too long", strings.Replace(good, `"partitionId":"0"`, `"partitionId":"`+strings.Repeat("p", 1025)+`"`, 1), "PartitionID is 1025 bytes long"},
 		{"two values", good + good, "more than one JSON value"},
+		{"repeated field", strings.Replace(good, `"sequenceNumber":1`, `"sequenceNumber":1,"SequenceNumber":2`, 1), `field "SequenceNumber" appears twice`},
 		{"duplicate", strings.Replace(good, `"sequenceNumber":1`, `"sequenceNumber":2`, 1), "same partition as line 1"},
 		{"duplicate in other case", strings.Replace(good, `"namespace":"ns"`, `"namespace":"NS"`, 1), "same partition as line 1"},
 	}
