@@ -111,12 +111,18 @@ func testTornCommitFallsBack(t *testing.T, noted bool) {
 	outcomes := map[string]int{}
 	pageSize := metaPageSize(after)
 	cutTxID := max(metaTxID(after[:pageSize]), metaTxID(after[pageSize:2*pageSize]))
+	notePage := int(metaPageAt(cutTxID-1, pageSize))
 	for i := range 300 {
 		torn := append([]byte(nil), before...)
 		torn = append(torn, make([]byte, max(0, len(after)-len(before)))...)
 		// Case 0 lands everything, case 1 nothing; the rest a random mix.
 		for _, at := range changed {
 			land := i == 0 || i > 1 && rng.IntN(2) == 0
+			if at >= notePage && at < notePage+pageSize {
+				// The note that the commit was acknowledged is written
+				// after its sync, so it reaches the disk after all of it.
+				land = i == 0
+			}
 			if land {
 				copy(torn[at:min(at+sector, len(after))], after[at:])
 			}
@@ -239,11 +245,13 @@ func TestFailedSyncIsReverted(t *testing.T) {
 }
 
 // TestDamagedAcknowledgedCommitIsReported damages the newest commit of a
-// file its store closed: the store noted then that the commit had been
-// acknowledged, so Open must report the damage instead of falling back to
-// the commit before, which would silently lose a checkpoint. The same
-// damage to a copy taken before Close, without the note, still falls back:
-// it could be a crash during the commit's sync.
+// file its store noted as acknowledged, once after Close and once in a copy
+// taken while the store held the file, as a process that died left it: the
+// store notes each commit right after its sync. Open must report the damage
+// instead of falling back to the commit before, which would silently lose
+// a checkpoint. The same damage to a copy without the note, as a machine
+// that crashed before the note reached the disk leaves it, still falls
+// back: it could be a crash during the commit's sync.
 func TestDamagedAcknowledgedCommitIsReported(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -254,15 +262,16 @@ func TestDamagedAcknowledgedCommitIsReported(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	unnoted, err := os.ReadFile(path)
+	held, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	noted, err := os.ReadFile(path)
+	closed, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	unnoted := withoutNote(t, held)
 	last, ok := newestCommitRecord(t, path)
 	txid, pageSize := last.txid, os.Getpagesize()
 	if !ok || len(last.pages) == 0 {
@@ -288,16 +297,18 @@ func TestDamagedAcknowledgedCommitIsReported(t *testing.T) {
 				}
 				return p
 			}
-			p := damaged(noted)
-			if ds, err := Open(p, nil); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), d.want) {
-				if err == nil {
-					ds.Close()
+			for name, noted := range map[string][]byte{"after Close": closed, "held": held} {
+				p := damaged(noted)
+				if ds, err := Open(p, nil); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), d.want) {
+					if err == nil {
+						ds.Close()
+					}
+					t.Errorf("%s: Open of a file whose acknowledged last commit is damaged: %v, want ErrCorrupt naming %q", name, err, d.want)
 				}
-				t.Errorf("Open of a file whose acknowledged last commit is damaged: %v, want ErrCorrupt naming %q", err, d.want)
-			}
-			// Salvage reads what is left and says what it lost.
-			if records, lost, err := Salvage(ctx, p); err != nil || len(lost) == 0 || !strings.Contains(lost[0].Error(), d.want) {
-				t.Errorf("Salvage: %d records, lost %v, %v; want the loss named first", len(records), lost, err)
+				// Salvage reads what is left and says what it lost.
+				if records, lost, err := Salvage(ctx, p); err != nil || len(lost) == 0 || !strings.Contains(lost[0].Error(), d.want) {
+					t.Errorf("%s: Salvage: %d records, lost %v, %v; want the loss named first", name, len(records), lost, err)
+				}
 			}
 			// Without the note the same damage is a commit cut short.
 			ds, err := Open(damaged(unnoted), nil)
@@ -311,6 +322,24 @@ func TestDamagedAcknowledgedCommitIsReported(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withoutNote returns a copy of the store file data whose newest commit is
+// not noted as acknowledged.
+func withoutNote(t *testing.T, data []byte) []byte {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "unnote.db")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, ok := commitRecordBack(t, p, 1)
+	if !ok || before.flags&recordNextAcknowledged == 0 {
+		t.Fatalf("the newest commit is not noted (record before it: %v)", ok)
+	}
+	before.flags &^= recordNextAcknowledged
+	out := bytes.Clone(data)
+	copy(out[int(metaPageAt(before.txid, os.Getpagesize()))+commitRecordAt:], before.encode())
+	return out
 }
 
 // newestCommitRecord reads the record of the newest commit in the file at
@@ -385,10 +414,13 @@ func TestOnlyOwnSyncedCommitIsNoted(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			data, err := os.ReadFile(other)
+			// The writer noted its commit after the sync; a machine
+			// crash can keep that note from the disk.
+			held, err := os.ReadFile(other)
 			if err != nil {
 				t.Fatal(err)
 			}
+			data := withoutNote(t, held)
 			w.Close()
 			if err := os.WriteFile(path, data, 0o600); err != nil {
 				t.Fatal(err)

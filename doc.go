@@ -23,10 +23,9 @@
 // checksums of the pages each commit wrote, kept in its meta page, tells a
 // commit that a power cut left incomplete, and the store that opens the
 // file then undoes it, going back to the commit before (see commit.go),
-// and reports it (Store.UndoneCommit). A store that lets go of the file after
-// syncing its last commit itself notes that the commit was acknowledged,
-// so that damage to it is reported as ErrCorrupt rather than taken for a
-// cut.
+// and reports it (Store.UndoneCommit). The store notes each commit as
+// acknowledged once its sync succeeds, so that damage to it is reported as
+// ErrCorrupt rather than taken for a cut.
 //
 // # Several processes, one file
 //
