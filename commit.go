@@ -35,9 +35,10 @@ import (
 // in native byte order, like bbolt's own fields. recordSynced marks a
 // commit whose pages were synced before its record was written: bbolt's own
 // two-sync commit, or one that wrote more pages than a record holds.
-// recordNextAcknowledged says that the commit after this one was
-// acknowledged (markAcknowledged), so that damage to it is not mistaken for
-// a commit cut short.
+// recordNextAcknowledged says that the commit after this one was synced and
+// acknowledged (noteAcknowledged, right after that sync, and
+// markAcknowledged), so that damage to it is not mistaken for a commit cut
+// short.
 //
 // Only a file whose previous commit has a record is held to this: a file
 // last written by an older boltstore, by a backup or by compaction is
@@ -325,9 +326,9 @@ func markAcknowledged(f *os.File, txid uint64) error {
 // acknowledged. commitDurably notes each commit so as soon as its sync
 // succeeds, so that a process that dies holding the file leaves its last
 // commit noted: the page cache outlives the process. The write costs about
-// a microsecond, too little to tell in SetCheckpoint's time (eight
-// interleaved runs). The next commit overwrites the note with its own meta
-// page.
+// a microsecond, too little to tell in SetCheckpoint's time (two sets of
+// eight interleaved pairs of runs). The next commit overwrites the note
+// with its own meta page.
 func noteAcknowledged(f *os.File, before commitRecord, pageSize int) error {
 	before.flags |= recordNextAcknowledged
 	_, err := f.WriteAt(before.encode(), metaPageAt(before.txid, pageSize)+commitRecordAt)
@@ -428,7 +429,7 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool, last *commitState) (err
 		if err := syncData(f); err != nil {
 			return err
 		}
-		if previous != nil {
+		if previous != nil && previous.txid+1 == txid {
 			// Best effort, like markAcknowledged: without the note,
 			// damage to this commit is taken for a cut.
 			_ = noteAcknowledged(f, *previous, pageSize)

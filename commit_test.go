@@ -75,6 +75,11 @@ func testTornCommitFallsBack(t *testing.T, noted bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !noted {
+		// The store notes each commit after its sync; a machine crash
+		// before that note reached the disk leaves the file without it.
+		before = withoutNote(t, before)
+	}
 	// The commit that is cut: a renewal of every partition and, in the
 	// same batch, nothing else, so that it is all or nothing.
 	renewals := make([]*azcore.ETag, len(first))
