@@ -39,11 +39,18 @@ func Salvage(ctx context.Context, path string) (records []Record, lost []error, 
 	if err := waitForFlock(ctx, nil, f, deadline, time.Time{}); err != nil {
 		return nil, nil, err
 	}
+	info, err := f.Stat()
+	if err != nil {
+		return nil, nil, fileError(path, err)
+	}
 	_, sawMagic := newestMeta(f)
 	meta, damage, err := openableMeta(f)
 	switch {
 	case err != nil:
 		return nil, nil, fileError(path, err)
+	case info.Size() == 0:
+		// As Open says: a store cut to nothing, not a foreign file.
+		return nil, nil, corruptError(path, "the file is empty; nothing is left to salvage")
 	case !sawMagic:
 		return nil, nil, fmt.Errorf("%s: %w: not a boltstore file (no bbolt header)", path, ErrUnsupportedFormat)
 	case meta == nil:

@@ -147,3 +147,20 @@ func TestSalvageRefusesForeignFiles(t *testing.T) {
 		t.Errorf("Salvage of a missing file: %v, want os.ErrNotExist", err)
 	}
 }
+
+// TestEmptyFileIsDamagedToOpenAndSalvage: a store file cut to nothing is
+// damage to Open, and Salvage says the same rather than calling it a
+// foreign file.
+func TestEmptyFileIsDamagedToOpenAndSalvage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "empty.db")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, nil)
+	if err == nil {
+		s.Close()
+	}
+	assertError(t, err, ErrCorrupt, path, "the file is empty")
+	_, _, err = Salvage(context.Background(), path)
+	assertError(t, err, ErrCorrupt, path, "the file is empty")
+}
