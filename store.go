@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
@@ -151,7 +152,13 @@ func verifyStructure(path string, tx *bolt.Tx) error {
 	for err := range tx.Check() {
 		// Drain the channel, or Check's goroutine blocks forever.
 		if problem == nil {
-			problem = corruptError(path, err.Error())
+			// bbolt reports a panic of its own check as "panic: ...",
+			// which reads as if the program had crashed.
+			detail := err.Error()
+			if rest, ok := strings.CutPrefix(detail, "panic: "); ok {
+				detail = "bbolt's consistency check stopped at " + rest
+			}
+			problem = corruptError(path, detail)
 		}
 	}
 	return problem
