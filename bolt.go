@@ -21,7 +21,7 @@ import (
 // the file is a boltstore file of a format this version reads, and
 // converts a file of an older layout (migrateLayout). With
 // recoverTorn it first falls back from a commit that did not reach the disk
-// whole, whose transaction id is then undone, and syncs the file
+// whole, returning its transaction id as undone, and syncs the file
 // (recoverTornCommit). bbolt panics on some damaged files; the panic
 // becomes ErrCorrupt.
 func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, undone uint64, err error) {
@@ -455,9 +455,9 @@ func (c *committer) write(ctx context.Context, apply applyFunc) error {
 	}
 }
 
-// lead commits the queue in the calling goroutine, then passes leadership
-// to a background goroutine if more writes arrived meanwhile, so that the
-// caller can return.
+// lead commits the queue, own (the caller's write) among it, in the calling
+// goroutine, then passes leadership to a background goroutine if more
+// writes arrived meanwhile, so that the caller can return.
 func (c *committer) lead(ctx context.Context, own *writeOp) {
 	batch := c.take()
 	var took time.Duration
