@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ehcheckpoints/boltstore"
 	"github.com/spf13/cobra"
@@ -62,8 +63,10 @@ which looks the same.`,
 				problems = joined.Unwrap()
 			}
 			fmt.Fprintf(a.stdout, "damaged: %s: %d problem(s):\n", args[0], len(problems))
+			// Each problem ends with advice to run check, which this is.
+			advice := fmt.Sprintf(" (run `ehcheckpoints check %s`; restore from a backup if it reports damage)", args[0])
 			for _, p := range problems {
-				fmt.Fprintf(a.stdout, "  - %v\n", p)
+				fmt.Fprintf(a.stdout, "  - %s\n", strings.Replace(p.Error(), advice, "", 1))
 			}
 			return fmt.Errorf("%s is damaged; restore it from a backup", args[0])
 		},

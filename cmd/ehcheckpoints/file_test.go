@@ -54,6 +54,9 @@ func TestCheckDamaged(t *testing.T) {
 			if r.code != 1 || !strings.HasPrefix(r.stdout, "damaged: "+damaged) || !strings.Contains(r.stderr, "is damaged; restore it from a backup") {
 				t.Errorf("check: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 			}
+			if strings.Contains(r.stdout, "run `ehcheckpoints check") {
+				t.Errorf("check advises running check:\n%s", r.stdout)
+			}
 			t.Logf("check reports:\n%s", r.stdout)
 			if r := ehc(t, "", nil, "export", damaged); r.code != 1 || strings.Contains(r.stdout, "offset") {
 				t.Errorf("export of a damaged file: exit %d, stdout %q", r.code, r.stdout)
