@@ -532,10 +532,11 @@ func checkProblem(path string, err error) error {
 // process, and undid: a process or the machine had stopped while that
 // commit was being written, so its writes were never acknowledged, and
 // the file went back to the commit before it. Damage to the newest
-// commit's pages after a process died holding the file looks the same, and
-// is undone the same way. The next commit takes the undone one's
-// transaction id again. ok is false if the store has undone no commit. An
-// open that fails after undoing a commit says so in its error instead.
+// commit's pages looks the same, and is undone the same way, when the
+// commit's acknowledged note did not reach the disk (a machine crash soon
+// after the commit). The next commit takes the undone one's transaction id
+// again. ok is false if the store has undone no commit. An open that fails
+// after undoing a commit says so in its error instead.
 func (s *Store) UndoneCommit() (txid uint64, ok bool) {
 	s.lease.mu.Lock()
 	defer s.lease.mu.Unlock()

@@ -663,7 +663,6 @@ func (c *committer) commit(ctx context.Context, own *writeOp, batch []*writeOp, 
 	results := make([]error, len(taken))
 	start := time.Now()
 	var gathering time.Duration
-	var txid uint64
 	err := contain(s.path, func() error {
 		tx, err := db.Begin(true)
 		if err != nil {
@@ -721,7 +720,6 @@ func (c *committer) commit(ctx context.Context, own *writeOp, batch []*writeOp, 
 				return fatal
 			}
 		}
-		txid = uint64(tx.ID())
 		return commitDurably(tx, file, s.opts.NoSync, &c.last)
 	})
 	if err != nil {
@@ -739,9 +737,6 @@ func (c *committer) commit(ctx context.Context, own *writeOp, batch []*writeOp, 
 		return 0, len(taken) // its writers may not come back soon: wait for none
 	}
 	took = time.Since(start) - gathering
-	if !s.opts.NoSync {
-		s.lease.committed(db, txid)
-	}
 	for i, op := range taken {
 		op.done <- results[i]
 	}

@@ -216,7 +216,9 @@ func TestCancelledWhileQueuedFailsOnlyItself(t *testing.T) {
 // likewise a Check that waits for a commit.
 func TestLeaderGivesUpWaitingForCheck(t *testing.T) {
 	ctx := context.Background()
-	s := openTestStore(t, filepath.Join(t.TempDir(), "cp.db"), nil)
+	// The store keeps the file, so the calls wait for the commit lock, not
+	// for reopening it.
+	s := openTestStore(t, filepath.Join(t.TempDir(), "cp.db"), &Options{IdleRelease: time.Hour})
 	seq := int64(1)
 	if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
 		t.Fatal(err)

@@ -36,9 +36,8 @@ import (
 // commit whose pages were synced before its record was written: bbolt's own
 // two-sync commit, or one that wrote more pages than a record holds.
 // recordNextAcknowledged says that the commit after this one was synced and
-// acknowledged (noteAcknowledged, right after that sync, and
-// markAcknowledged), so that damage to it is not mistaken for a commit cut
-// short.
+// acknowledged (noteAcknowledged, right after that sync), so that damage
+// to it is not mistaken for a commit cut short.
 //
 // Only a file whose previous commit has a record is held to this: a file
 // last written by an older boltstore, by a backup or by compaction is
@@ -294,41 +293,22 @@ func withUndone(err error, undone uint64) error {
 	return fmt.Errorf("%w (having undone commit %d, which had not reached the disk whole)", err, undone)
 }
 
-// markAcknowledged notes, in the record of the commit before the newest,
-// that the newest commit, txid, was acknowledged: the lease calls it when
-// it lets go of a file whose newest commit it synced itself, which
-// commitDurably noted already unless that note failed. A noted
-// commit was whole on disk before the note was written, so no crash can
-// have cut it: whoever opens the file next takes a mismatch for damage.
-// The note lives in the other meta page, which damage to the newest
-// commit's meta page spares; the next commit overwrites it. It is not
-// synced: the commit is on disk already, so the note is true whenever it
-// gets there, and until it does, damage is taken for a cut, as in an
-// unnoted file.
-func markAcknowledged(f *os.File, txid uint64) error {
-	newest, _ := newestMeta(f)
-	if newest == nil || metaTxID(newest) != txid || txid == 0 {
-		return nil
-	}
-	pageSize := metaPageSize(newest)
-	if _, ok := readCommitRecord(f, txid, pageSize); !ok {
-		return nil // not written with records: nothing to tell apart
-	}
-	before, ok := readCommitRecord(f, txid-1, pageSize)
-	if !ok || before.flags&recordNextAcknowledged != 0 {
-		return nil
-	}
-	return noteAcknowledged(f, before, pageSize)
-}
-
 // noteAcknowledged rewrites the record before, of the commit before the
 // newest, with recordNextAcknowledged: the newest commit is on disk and
 // acknowledged. commitDurably notes each commit so as soon as its sync
 // succeeds, so that a process that dies holding the file leaves its last
-// commit noted: the page cache outlives the process. The write costs about
-// a microsecond, too little to tell in SetCheckpoint's time (two sets of
-// eight interleaved pairs of runs). The next commit overwrites the note
-// with its own meta page.
+// commit noted: the page cache outlives the process. Only the store that
+// synced a commit notes it; one found in the file may be another
+// process's, whose sync may have failed unseen. A noted commit was whole
+// on disk before the note was written, so no crash can have cut it:
+// whoever opens the file next takes a mismatch for damage. The note lives
+// in the other meta page, which damage to the newest commit's meta page
+// spares. It is not synced: the commit is on disk already, so the note is
+// true whenever it gets there, and until it does, damage is taken for a
+// cut, as in an unnoted file. The write costs about a microsecond, too
+// little to tell in SetCheckpoint's time (two sets of eight interleaved
+// pairs of runs). The next commit overwrites the note with its own meta
+// page.
 func noteAcknowledged(f *os.File, before commitRecord, pageSize int) error {
 	before.flags |= recordNextAcknowledged
 	_, err := f.WriteAt(before.encode(), metaPageAt(before.txid, pageSize)+commitRecordAt)
@@ -430,8 +410,8 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool, last *commitState) (err
 			return err
 		}
 		if previous != nil && previous.txid+1 == txid {
-			// Best effort, like markAcknowledged: without the note,
-			// damage to this commit is taken for a cut.
+			// Best effort: without the note, damage to this commit is
+			// taken for a cut.
 			_ = noteAcknowledged(f, *previous, pageSize)
 		}
 	}

@@ -68,7 +68,7 @@ func testTornCommitFallsBack(t *testing.T, noted bool) {
 		s.Close()
 		s = openTestStore(t, path, held)
 		if !acknowledgedNoted(t, path) {
-			t.Fatal("Close did not note the last commit as acknowledged")
+			t.Fatal("the last commit is not noted as acknowledged")
 		}
 	}
 	before, err := os.ReadFile(path)
@@ -355,7 +355,7 @@ func newestCommitRecord(t *testing.T, path string) (r commitRecord, ok bool) {
 }
 
 // acknowledgedNoted reports whether the newest commit of the file at path
-// is noted as acknowledged (markAcknowledged), in the record before it.
+// is noted as acknowledged (noteAcknowledged), in the record before it.
 func acknowledgedNoted(t *testing.T, path string) bool {
 	t.Helper()
 	before, ok := commitRecordBack(t, path, 1)
@@ -378,11 +378,10 @@ func commitRecordBack(t *testing.T, path string, back uint64) (commitRecord, boo
 	return readCommitRecord(f, metaTxID(newest)-back, metaPageSize(newest))
 }
 
-// TestOnlyOwnSyncedCommitIsNoted: a store notes the newest commit as
-// acknowledged when it lets go of the file only if it synced that commit
-// itself. A NoSync store's commits are not known to be on disk, and a
-// commit a store merely found in the file may be another process's, whose
-// failed sync it cannot see.
+// TestOnlyOwnSyncedCommitIsNoted: a store notes a commit as acknowledged
+// only if it synced that commit itself. A NoSync store's commits are not
+// known to be on disk, and a commit a store merely found in the file may
+// be another process's, whose failed sync it cannot see.
 func TestOnlyOwnSyncedCommitIsNoted(t *testing.T) {
 	ctx := context.Background()
 	set := func(s *Store, seq int64) error { return s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil) }

@@ -62,10 +62,6 @@ type lease struct {
 	// undone is the last commit an open found incomplete and undid (0:
 	// none).
 	undone uint64
-	// synced is the last commit the open DB synced and acknowledged (0:
-	// none). Only such a commit is noted as acknowledged: one found in the
-	// file may be another process's, whose sync may have failed unseen.
-	synced uint64
 }
 
 // fileState is what the lease notes of the file when it lets go, to tell
@@ -380,16 +376,6 @@ func (l *lease) noticeWaiterLocked() bool {
 	return false
 }
 
-// committed records that db synced commit txid, whose writers are then
-// told it succeeded.
-func (l *lease) committed(db *bolt.DB, txid uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.db == db {
-		l.synced = txid
-	}
-}
-
 // releaseAfterWrite is release for the write path. A commit is when a
 // waiting process most likely arrived, so it looks for one at once rather
 // than at the janitor's next tick.
@@ -402,17 +388,11 @@ func (l *lease) releaseAfterWrite() {
 	l.release()
 }
 
-// closeDBLocked notes the newest commit as acknowledged if this DB synced
-// it (markAcknowledged), then closes the DB, which releases the flock and
-// the descriptor.
+// closeDBLocked closes the DB, which releases the flock and the
+// descriptor, noting what the file looks like for the next open.
 func (l *lease) closeDBLocked() {
 	if l.db == nil {
 		return
-	}
-	if !l.suspect && l.synced != 0 {
-		// Best effort: without the note, damage to the newest commit
-		// is taken for a cut, as in a file without notes.
-		_ = markAcknowledged(l.file, l.synced)
 	}
 	l.left, l.leftKnown = observeFile(l.file)
 	if l.suspect {
@@ -427,7 +407,7 @@ func (l *lease) closeDBLocked() {
 		// The courtesy pause counts from when the file is free.
 		l.handedOver = time.Now()
 	}
-	l.db, l.file, l.draining, l.handingOver, l.synced = nil, nil, false, false, 0
+	l.db, l.file, l.draining, l.handingOver = nil, nil, false, false
 	l.wakeLocked()
 }
 

@@ -332,8 +332,8 @@ func relDamageContent() (batches [][]Record, deleted []Record, final Record) {
 }
 
 // relDamagePopulate writes relDamageContent into a new store at path.
-// The commits are synced, as by default, so that Close notes the last one
-// as acknowledged (markAcknowledged) and damage to it is told apart.
+// The commits are synced, as by default, so that the store notes the last
+// one as acknowledged (noteAcknowledged) and damage to it is told apart.
 func relDamagePopulate(t *testing.T, path string) {
 	t.Helper()
 	ctx := context.Background()
@@ -927,9 +927,9 @@ func relDamageRun(path string, open func(string) (*Store, error), c relDamageCas
 	}
 
 	// Reads: each either fails with an allowed error or matches the final
-	// content. The store closed the file after syncing its last commit and
-	// noted that (markAcknowledged), so the content before that commit is
-	// wrong too: falling back to it would lose the commit silently.
+	// content. The store synced its last commit and noted that
+	// (noteAcknowledged), so the content before that commit is wrong too:
+	// falling back to it would lose the commit silently.
 	failed := false
 	var wrong []string
 	judge := func(op string, err error, got func(all []Record) ([]Record, []Record, string)) {

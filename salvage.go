@@ -19,9 +19,10 @@ import (
 // only possibly incomplete. lost describes each part it had to skip: first
 // of all a damaged last commit that the store had noted as acknowledged,
 // whose intact pages are still read, or, if its meta page is gone, the
-// commit before it instead. err is set when nothing could be read: the file is missing, locked by a store
-// for longer than the deadline, not a bbolt file, or has no intact meta
-// page.
+// commit before it instead. err is set when nothing could be read: the
+// file is missing, locked by a store for longer than the deadline, empty
+// (ErrCorrupt), not a bbolt file (ErrUnsupportedFormat), or has no intact
+// meta page (ErrCorrupt).
 //
 // Salvage takes the file's lock while it reads, so stores that have the
 // file open hand it over first (waiting at most until ctx's deadline or

@@ -109,7 +109,8 @@ func writeRecordsJSON(w io.Writer, records []boltstore.Record) error {
 	return nil
 }
 
-var errOutputExists = errors.New("already exists; export -o writes a new file (redirect standard output to replace one)")
+// errOutputExists is fs.ErrExist with advice for export -o.
+var errOutputExists = fmt.Errorf("%w; export -o writes a new file (redirect standard output to replace one)", fs.ErrExist)
 
 // writeNewFile writes a new file at path with fill (fsync.NewFile).
 func writeNewFile(path string, fill func(io.Writer) error) error {

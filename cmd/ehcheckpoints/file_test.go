@@ -154,7 +154,7 @@ func TestExportOutputIsNew(t *testing.T) {
 	}
 	for _, dest := range []string{out, path} {
 		r := ehc(t, "", nil, "export", path, "-o", dest)
-		if r.code != 1 || !strings.Contains(r.stderr, dest+": already exists") {
+		if r.code != 1 || !strings.Contains(r.stderr, dest+": file already exists") {
 			t.Errorf("export -o %s over an existing file: exit %d, stderr %q; want 1 and an error naming it", dest, r.code, r.stderr)
 		}
 	}

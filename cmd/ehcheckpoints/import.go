@@ -132,8 +132,6 @@ func readRecordsJSON(r io.Reader, name string, a *app) ([]boltstore.Record, erro
 	return records, nil
 }
 
-// parseRecordLine parses one line of the export format strictly: unknown
-// fields, fields of the other record type and missing fields are errors.
 // repeatedKey returns a key that the JSON object on line has twice, which
 // encoding/json would silently resolve to the last value. Keys match
 // fields case-insensitively, so they are compared so.
@@ -162,6 +160,9 @@ func repeatedKey(line []byte) (string, bool) {
 	return "", false
 }
 
+// parseRecordLine parses one line of the export format strictly: unknown
+// fields, repeated fields, fields of the other record type and missing
+// fields are errors.
 func parseRecordLine(line []byte, a *app) (boltstore.Record, error) {
 	var row recordJSON
 	dec := json.NewDecoder(bytes.NewReader(line))
