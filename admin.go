@@ -436,10 +436,8 @@ func (s *Store) Check(ctx context.Context) error {
 			problems = append(problems, checkProblem(s.path, damage))
 			return nil
 		}
-		for err := range tx.Check() {
-			if len(problems) < maxCheckProblems {
-				problems = append(problems, checkProblem(s.path, err))
-			}
+		for _, p := range bboltProblems(tx, maxCheckProblems) {
+			problems = append(problems, checkProblem(s.path, p))
 		}
 		var err error
 		problems, err = s.recordProblems(tx, problems, maxCheckProblems)

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
@@ -148,20 +147,10 @@ func verifyStructure(path string, tx *bolt.Tx) error {
 	} else if damage != nil {
 		return corruptError(path, damage.Error())
 	}
-	var problem error
-	for err := range tx.Check() {
-		// Drain the channel, or Check's goroutine blocks forever.
-		if problem == nil {
-			// bbolt reports a panic of its own check as "panic: ...",
-			// which reads as if the program had crashed.
-			detail := err.Error()
-			if rest, ok := strings.CutPrefix(detail, "panic: "); ok {
-				detail = "bbolt's consistency check stopped at " + rest
-			}
-			problem = corruptError(path, detail)
-		}
+	if problems := bboltProblems(tx, 1); len(problems) > 0 {
+		return corruptError(path, problems[0].Error())
 	}
-	return problem
+	return nil
 }
 
 // createIfMissing creates an initialised store file at path unless one

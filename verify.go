@@ -3,8 +3,10 @@ package boltstore
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -299,4 +301,23 @@ func parsePage(id uint64, page []byte) ([]pageElement, error) {
 		}
 	}
 	return elems, nil
+}
+
+// bboltProblems runs bbolt's consistency check on tx and returns at most
+// max of the problems it reports. bbolt reports a panic of its own check
+// as "panic: ...", which reads as if the program had crashed; such a
+// problem says instead where the check stopped.
+func bboltProblems(tx *bolt.Tx, max int) []error {
+	var problems []error
+	for err := range tx.Check() {
+		// Drain the channel, or Check's goroutine blocks forever.
+		if len(problems) == max {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(err.Error(), "panic: "); ok {
+			err = errors.New("bbolt's consistency check stopped at " + rest)
+		}
+		problems = append(problems, err)
+	}
+	return problems
 }

@@ -260,3 +260,31 @@ func TestGroupIDsAreNeverShared(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBboltCheckPanicReadsAsDamage zeroes a meta page, on which bbolt's
+// own consistency check panics: Open reports damage, naming where the
+// check stopped, not a "panic".
+func TestBboltCheckPanicReadsAsDamage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.db")
+	s := openTestStore(t, path, nil)
+	if err := s.SetCheckpoint(context.Background(), checkpoint("0", nil, ptr(int64(1))), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(data[:os.Getpagesize()])
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, nil)
+	if err == nil {
+		s.Close()
+	}
+	assertError(t, err, ErrCorrupt, path, "bbolt's consistency check stopped at")
+	if strings.Contains(err.Error(), "panic") {
+		t.Errorf("the error reads as a crash: %v", err)
+	}
+}
