@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
@@ -161,31 +160,21 @@ func createIfMissing(path string) error {
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".new-*")
-	if err != nil {
-		return err
+	err := fsync.NewFile(path, func(tmp string) error {
+		db, err := bolt.Open(tmp, 0o600, nil)
+		if err != nil {
+			return err
+		}
+		if err := db.Update(initBolt); err != nil {
+			db.Close()
+			return err
+		}
+		return db.Close()
+	})
+	if errors.Is(err, fs.ErrExist) {
+		return nil // another process created it meanwhile
 	}
-	tmpPath := tmp.Name()
-	defer os.Remove(tmpPath)
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	db, err := bolt.Open(tmpPath, 0o600, nil)
-	if err != nil {
-		return err
-	}
-	if err := db.Update(initBolt); err != nil {
-		db.Close()
-		return err
-	}
-	if err := db.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmpPath, path); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	return fsync.Path(dir)
+	return err
 }
 
 // Path returns the store file's path as given to Open.

@@ -753,3 +753,43 @@ func TestClaimChild(t *testing.T) {
 	fmt.Println(wins)
 	os.Exit(0)
 }
+
+// TestConcurrentOpensCreateOneFile: stores opening a missing file at once
+// all succeed, on the one file one of them created, and see each other's
+// writes.
+func TestConcurrentOpensCreateOneFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	const stores = 8
+	opened := make([]*Store, stores)
+	var wg sync.WaitGroup
+	for i := range stores {
+		wg.Go(func() {
+			s, err := Open(path, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			opened[i] = s
+			if err := s.SetCheckpoint(ctx, checkpoint(strconv.Itoa(i), nil, ptr(int64(i))), nil); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, s := range opened {
+		if s != nil {
+			defer s.Close()
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
+		t.Errorf("the directory holds %d entries, want only the store file", len(entries))
+	}
+	cps, err := opened[0].ListCheckpoints(ctx, testNS, testHub, testGroup, nil)
+	if err != nil || len(cps) != stores {
+		t.Errorf("ListCheckpoints: %d checkpoints, %v; want one from each store", len(cps), err)
+	}
+}

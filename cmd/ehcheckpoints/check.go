@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/ehcheckpoints/boltstore"
@@ -48,10 +49,7 @@ which looks the same.`,
 				if _, err := fmt.Fprintf(a.stdout, "ok: %s: %d ownership(s) and %d checkpoint(s), structure and checksums verified\n", args[0], ownerships, checkpoints); err != nil {
 					return err
 				}
-				if txid, undone := s.UndoneCommit(); undone {
-					_, err = fmt.Fprintf(a.stdout, "note: opening the file undid commit %d, which had not reached the disk whole (a writer stopped during it, or the file was damaged after), and went back to commit %d\n", txid, txid-1)
-				}
-				return err
+				return printUndone(a.stdout, s)
 			}
 			if !errors.Is(err, boltstore.ErrCorrupt) {
 				return err
@@ -68,7 +66,23 @@ which looks the same.`,
 			for _, p := range problems {
 				fmt.Fprintf(a.stdout, "  - %s\n", strings.Replace(p.Error(), advice, "", 1))
 			}
+			if s != nil {
+				// No later open will find the undone commit to report.
+				if err := printUndone(a.stdout, s); err != nil {
+					return err
+				}
+			}
 			return fmt.Errorf("%s is damaged; restore it from a backup", args[0])
 		},
 	}
+}
+
+// printUndone says which incomplete commit opening the file undid, if any.
+func printUndone(w io.Writer, s *boltstore.Store) error {
+	txid, undone := s.UndoneCommit()
+	if !undone {
+		return nil
+	}
+	_, err := fmt.Fprintf(w, "note: opening the file undid commit %d, which had not reached the disk whole (a writer stopped during it, or the file was damaged after), and went back to commit %d\n", txid, txid-1)
+	return err
 }
