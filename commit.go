@@ -259,11 +259,10 @@ func openableMeta(f *os.File) (meta []byte, damage string, err error) {
 // torn newest commit (tornCommit) has its meta page invalidated, so that
 // bbolt opens the commit before it, and undone is its transaction id (0
 // when there was none, and also returned with a later error); a damaged
-// acknowledged one is ErrCorrupt. Then the
-// file is synced: a process killed after writing a commit but before
-// syncing it leaves the commit in the page cache only, and the next
-// commit's single sync must not be what first puts it on disk, in any
-// order.
+// acknowledged one is ErrCorrupt. Then the file is synced: a process killed
+// after writing a commit but before syncing it leaves the commit in the
+// page cache only, and the next commit's single sync must not be what
+// first puts it on disk, in any order.
 func recoverTornCommit(path string, f *os.File) (undone uint64, err error) {
 	newest, torn, damage, err := tornCommit(f)
 	switch {
@@ -351,13 +350,11 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool, last *commitState) (err
 	}()
 	var before []byte
 	var freeBefore freelist
-	var previous *commitRecord // the record before, to note this commit in
+	var previous commitRecord // if recorded: the record to note this commit in
 	recorded := false
 	if last != nil && last.db == db && metaTxID(last.meta)+1 == txid {
 		// The previous commit was this DB's and wrote a record.
-		before, freeBefore, recorded = last.meta, last.free, true
-		record := last.record // a copy: *last is cleared below
-		previous = &record
+		before, freeBefore, previous, recorded = last.meta, last.free, last.record, true
 	} else {
 		if before, _ = newestMeta(f); before == nil {
 			return errors.New("no valid meta page before the commit")
@@ -365,10 +362,7 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool, last *commitState) (err
 		if freeBefore, err = readFreelist(f, before); err != nil {
 			return err
 		}
-		var record commitRecord
-		if record, recorded = readCommitRecord(f, metaTxID(before), metaPageSize(before)); recorded {
-			previous = &record
-		}
+		previous, recorded = readCommitRecord(f, metaTxID(before), metaPageSize(before))
 	}
 	if last != nil {
 		*last = commitState{} // until this commit is done
@@ -409,10 +403,10 @@ func commitDurably(tx *bolt.Tx, f *os.File, noSync bool, last *commitState) (err
 		if err := syncData(f); err != nil {
 			return err
 		}
-		if previous != nil && previous.txid+1 == txid {
+		if recorded && previous.txid+1 == txid {
 			// Best effort: without the note, damage to this commit is
 			// taken for a cut.
-			_ = noteAcknowledged(f, *previous, pageSize)
+			_ = noteAcknowledged(f, previous, pageSize)
 		}
 	}
 	if last != nil {

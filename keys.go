@@ -134,6 +134,12 @@ func checkCoordinate(what, s string) error {
 	if err := checkName(what, s, true); err != nil {
 		return err
 	}
+	// A rune's lower case is never more than twice as long in UTF-8 (ASCII
+	// stays ASCII, and no rune takes more than four bytes), so only a name
+	// longer than half the bound can outgrow it.
+	if len(s) <= maxNameLen/2 {
+		return nil
+	}
 	if n := foldedLen(s); n > maxNameLen {
 		return fmt.Errorf("%w: %s is %d bytes long in lower case, more than %d", ErrInvalidArgument, what, n, maxNameLen)
 	}

@@ -74,6 +74,8 @@ output instead.`,
 		Args: exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			toFile := output != "" && output != "-"
+			// writeNewFile refuses it too, but only after the records
+			// were read, with the file taken from the processors.
 			if _, err := os.Lstat(output); toFile && err == nil {
 				return fmt.Errorf("%s: %w", output, errOutputExists)
 			}
