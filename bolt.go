@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -379,6 +380,9 @@ type writeOp struct {
 	done     chan error
 }
 
+// pending reports whether op still waits to be taken into a commit.
+func (op *writeOp) pending() bool { return op.state.Load() == opPending }
+
 // committer owns the write path of a Store.
 type committer struct {
 	store *Store
@@ -651,16 +655,10 @@ func (c *committer) commit(ctx context.Context, own *writeOp, batch []*writeOp, 
 	}
 	defer c.unlockCommit()
 	file := s.lease.heldFile()
-	taken := batch[:0]
-	for _, op := range batch {
-		if op.state.CompareAndSwap(opPending, opTaken) {
-			taken = append(taken, op)
-		}
-	}
-	if len(taken) == 0 {
+	if !slices.ContainsFunc(batch, (*writeOp).pending) {
 		return 0, 0
 	}
-	results := make([]error, len(taken))
+	taken, results := make([]*writeOp, 0, len(batch)), make([]error, 0, len(batch))
 	start := time.Now()
 	var gathering time.Duration
 	err := contain(s.path, func() error {
@@ -678,47 +676,48 @@ func (c *committer) commit(ctx context.Context, own *writeOp, batch []*writeOp, 
 		w := &c.wtx
 		w.begin(tx)
 		defer func() { w.Tx = nil }()
-		for i, op := range taken {
-			opErr, fatal := op.apply(w)
-			if fatal != nil {
-				return fatal
+		// admit applies those of ops still pending, and returns how many
+		// it took. A failure, or a panic, stops it: the writes not reached
+		// go back for the next commit.
+		var fatal error
+		admit := func(ops []*writeOp) (n int, ok bool) {
+			next := 0
+			defer func() {
+				if next < len(ops) {
+					c.requeue(ops[next:])
+				}
+			}()
+			for next < len(ops) {
+				op := ops[next]
+				next++
+				if !op.state.CompareAndSwap(opPending, opTaken) {
+					continue
+				}
+				// Listed before it runs: a panic in apply fails the whole
+				// batch, this write with it.
+				taken, results, n = append(taken, op), append(results, nil), n+1
+				opErr, err := op.apply(w)
+				results[len(results)-1] = opErr
+				if err != nil {
+					fatal = err
+					return n, false
+				}
 			}
-			results[i] = opErr
+			return n, true
+		}
+		if _, ok := admit(batch); !ok {
+			return fatal
 		}
 		if plan != nil {
-			var fatal error
 			gatherStart := time.Now()
-			c.gather(len(taken), *plan, func(ops []*writeOp) (n int, ok bool) {
-				next := 0
-				defer func() {
-					// Stopped by a failure or a panic: the writes not
-					// reached go back for the next commit.
-					if next < len(ops) {
-						c.requeue(ops[next:])
-					}
-				}()
-				for next < len(ops) {
-					op := ops[next]
-					next++
-					if !op.state.CompareAndSwap(opPending, opTaken) {
-						continue
-					}
-					// Listed before it runs: a panic in apply fails
-					// the whole batch, this write with it.
-					taken, results, n = append(taken, op), append(results, nil), n+1
-					opErr, err := op.apply(w)
-					results[len(results)-1] = opErr
-					if err != nil {
-						fatal = err
-						return n, false
-					}
-				}
-				return n, true
-			})
+			c.gather(len(taken), *plan, admit)
 			gathering = time.Since(gatherStart)
 			if fatal != nil {
 				return fatal
 			}
+		}
+		if len(taken) == 0 {
+			return nil // abandoned meanwhile: nothing to commit
 		}
 		return commitDurably(tx, file, s.opts.NoSync, &c.last)
 	})
@@ -736,6 +735,9 @@ func (c *committer) commit(ctx context.Context, own *writeOp, batch []*writeOp, 
 		}
 		return 0, len(taken) // its writers may not come back soon: wait for none
 	}
+	if len(taken) == 0 {
+		return 0, 0
+	}
 	took = time.Since(start) - gathering
 	for i, op := range taken {
 		op.done <- results[i]
@@ -751,7 +753,7 @@ func (c *committer) acquire(ctx context.Context, batch []*writeOp) (*bolt.DB, []
 	for {
 		live := batch[:0]
 		for _, op := range batch {
-			if op.state.Load() == opPending {
+			if op.pending() {
 				live = append(live, op)
 			}
 		}

@@ -53,55 +53,62 @@ func TestBatchGroupIDSurvivesDelete(t *testing.T) {
 	}
 }
 
-// TestGatheredWritesSurviveAFailedOne: a commit gathers the writes queued
-// while it runs in lots, and one of a lot may fail the whole transaction,
-// by an error or a panic. Those of the lot it had not reached yet must go
-// back to the queue for the next commit: taken from the queue but never
-// answered, their callers would wait forever.
-func TestGatheredWritesSurviveAFailedOne(t *testing.T) {
+// TestWritesBehindAFailedOneSurvive: a commit applies its batch, and then
+// the writes it gathers while it runs in lots, and any of them may fail
+// the whole transaction, by an error or a panic. The writes it had not
+// reached yet must go back to the queue for the next commit: taken but
+// never answered, their callers would wait forever; answered with the
+// failure, they would fail for another caller's write.
+func TestWritesBehindAFailedOneSurvive(t *testing.T) {
 	for _, failure := range []string{"error", "panic"} {
-		t.Run(failure, func(t *testing.T) {
-			ctx := context.Background()
-			s := openTestStore(t, filepath.Join(t.TempDir(), "cp.db"), nil)
-			c := s.committer
-			op := func(apply applyFunc) *writeOp {
-				return &writeOp{apply: apply, deadline: time.Now().Add(time.Minute), done: make(chan error, 1)}
-			}
-			set := func(partition string) applyFunc {
-				seq := int64(1)
-				return s.checkpointWrite(newGroupKey(testNS, testHub, testGroup), appendPartitionKey(nil, partition), checkpointRecord{sequence: &seq})
-			}
-			first := op(set("0"))
-			failing := op(func(*writeTx) (error, error) {
-				if failure == "panic" {
-					panic("apply failed")
+		for _, where := range []string{"batch", "gathered"} {
+			t.Run(failure+"/"+where, func(t *testing.T) {
+				ctx := context.Background()
+				s := openTestStore(t, filepath.Join(t.TempDir(), "cp.db"), nil)
+				c := s.committer
+				op := func(apply applyFunc) *writeOp {
+					return &writeOp{apply: apply, deadline: time.Now().Add(time.Minute), done: make(chan error, 1)}
 				}
-				return nil, errors.New("apply failed")
+				set := func(partition string) applyFunc {
+					seq := int64(1)
+					return s.checkpointWrite(newGroupKey(testNS, testHub, testGroup), appendPartitionKey(nil, partition), checkpointRecord{sequence: &seq})
+				}
+				first := op(set("0"))
+				failing := op(func(*writeTx) (error, error) {
+					if failure == "panic" {
+						panic("apply failed")
+					}
+					return nil, errors.New("apply failed")
+				})
+				after := op(set("1"))
+				if where == "batch" {
+					c.commit(ctx, nil, []*writeOp{first, failing, after}, nil)
+				} else {
+					c.mu.Lock()
+					c.queue = []*writeOp{failing, after}
+					c.mu.Unlock()
+					c.commit(ctx, nil, []*writeOp{first}, &gatherPlan{expected: 3, patience: time.Second})
+				}
+				for _, o := range []*writeOp{first, failing} {
+					if err := <-o.done; err == nil {
+						t.Fatal("a write of the failed commit succeeded")
+					}
+				}
+				c.mu.Lock()
+				requeued := len(c.queue) == 1 && c.queue[0] == after && after.pending()
+				c.mu.Unlock()
+				if !requeued {
+					t.Fatal("the write behind the failing one is neither answered nor queued again")
+				}
+				c.commit(ctx, nil, c.take(), nil)
+				if err := <-after.done; err != nil {
+					t.Fatalf("the requeued write: %v", err)
+				}
+				if got := listCheckpoints(t, s, testNS, testHub, testGroup); len(got) != 1 || got[0].PartitionID != "1" {
+					t.Fatalf("stored %+v, want only partition 1", got)
+				}
 			})
-			after := op(set("1"))
-			c.mu.Lock()
-			c.queue = []*writeOp{failing, after}
-			c.mu.Unlock()
-			c.commit(ctx, nil, []*writeOp{first}, &gatherPlan{expected: 3, patience: time.Second})
-			for _, o := range []*writeOp{first, failing} {
-				if err := <-o.done; err == nil {
-					t.Fatal("a write of the failed commit succeeded")
-				}
-			}
-			c.mu.Lock()
-			requeued := len(c.queue) == 1 && c.queue[0] == after && after.state.Load() == opPending
-			c.mu.Unlock()
-			if !requeued {
-				t.Fatal("the write gathered behind the failing one is neither answered nor queued again")
-			}
-			c.commit(ctx, nil, c.take(), nil)
-			if err := <-after.done; err != nil {
-				t.Fatalf("the requeued write: %v", err)
-			}
-			if got := listCheckpoints(t, s, testNS, testHub, testGroup); len(got) != 1 || got[0].PartitionID != "1" {
-				t.Fatalf("stored %+v, want only partition 1", got)
-			}
-		})
+		}
 	}
 }
 
