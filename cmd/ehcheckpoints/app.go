@@ -40,6 +40,18 @@ func registerVerb(newCmd func(*app) *cobra.Command) {
 	verbs = append(verbs, newCmd)
 }
 
+// canRedraw reports whether w is a terminal that takes escape codes, where
+// the demo and watch redraw their screen in place. Into a pipe or a file
+// they append instead, so that what they write reads as a log.
+func canRedraw(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
 // envNow names the environment variable that, when set to an RFC 3339 time,
 // fixes the clock ages are measured against. Tests use it to compare whole
 // tables with golden files; nobody else needs it.

@@ -69,7 +69,7 @@ file and prints the commands to inspect it.`,
 			if err != nil {
 				return err
 			}
-			live := isTerminal(a.stdout) && os.Getenv("TERM") != "dumb"
+			live := canRedraw(a.stdout)
 			err = demo.Run(cmd.Context(), demo.Options{
 				Processors: processors,
 				Partitions: partitions,
@@ -120,17 +120,6 @@ func newDemoProcessorCmd(a *app) *cobra.Command {
 			return demo.RunProcessor(ctx, cfg, a.stdout)
 		},
 	}
-}
-
-// isTerminal reports whether w is a terminal, where the demo redraws its
-// screen in place.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // cliName is how the user ran this command, for the commands the demo

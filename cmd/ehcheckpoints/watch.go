@@ -25,6 +25,8 @@ func newWatchCmd(a *app) *cobra.Command {
 (which exits with status 0) or, with --count, after that many refreshes.
 A refresh that fails shows its error and watch goes on. With --json it
 prints one JSON document per refresh instead of redrawing, for scripts.
+When its output is not a terminal, it appends each refresh, headed by its
+time, instead of clearing the screen.
 
 watch takes its turn on the file only while it reads, so processors that
 share the file are not slowed down.`,
@@ -46,10 +48,17 @@ share the file are not slowed down.`,
 			ctx := cmd.Context()
 			ticker := time.NewTicker(interval)
 			defer ticker.Stop()
+			clear := ""
+			if canRedraw(a.stdout) {
+				clear = clearScreen
+			}
 			for n := 1; ; n++ {
 				var frame bytes.Buffer
 				if !o.json {
-					fmt.Fprintf(&frame, "%sEvery %s: %s    %s\n\n", clearScreen, interval, args[0], a.now().Format(time.DateTime))
+					if clear == "" && n > 1 {
+						frame.WriteString("\n")
+					}
+					fmt.Fprintf(&frame, "%sEvery %s: %s    %s\n\n", clear, interval, args[0], a.now().Format(time.DateTime))
 				}
 				if err := o.render(ctx, a, s, &frame); err != nil {
 					if ctx.Err() != nil {
