@@ -260,14 +260,18 @@ func checkTime(what string, t time.Time) error {
 
 // PutRecords writes records exactly as given, etags and times included,
 // replacing records with the same coordinates. All are validated first and
-// written in one transaction: either all are stored or none.
-func (s *Store) PutRecords(ctx context.Context, records []Record) error {
+// written in one transaction: either all are stored or none, and none if a
+// condition does not hold (ErrChanged).
+func (s *Store) PutRecords(ctx context.Context, records []Record, conditions ...Unchanged) error {
 	for i, r := range records {
 		if err := r.Validate(); err != nil {
 			return fmt.Errorf("%s: records[%d] (%s): %w", s.path, i, coordinates(r.Namespace, r.EventHub, r.ConsumerGroup, r.PartitionID), err)
 		}
 	}
 	return s.committer.write(ctx, func(w *writeTx) (error, error) {
+		if changed, fatal := checkAll(w.Tx, s.path, conditions); changed != nil || fatal != nil {
+			return changed, fatal
+		}
 		type put struct {
 			kind       recordKind
 			key, value []byte
@@ -311,9 +315,9 @@ func (s *Store) PutRecords(ctx context.Context, records []Record) error {
 }
 
 // DeleteRecords deletes the records with the type and coordinates of the
-// given ones (other fields are ignored) in one transaction, and returns how
-// many existed.
-func (s *Store) DeleteRecords(ctx context.Context, records []Record) (int, error) {
+// given ones (other fields are ignored) in one transaction, unless a
+// condition does not hold (ErrChanged), and returns how many existed.
+func (s *Store) DeleteRecords(ctx context.Context, records []Record, conditions ...Unchanged) (int, error) {
 	for i, r := range records {
 		if _, err := checkRecordKey(r); err != nil {
 			return 0, fmt.Errorf("%s: records[%d] (%s): %w", s.path, i, coordinates(r.Namespace, r.EventHub, r.ConsumerGroup, r.PartitionID), err)
@@ -322,6 +326,9 @@ func (s *Store) DeleteRecords(ctx context.Context, records []Record) (int, error
 	deleted := 0
 	err := s.committer.write(ctx, func(w *writeTx) (error, error) {
 		deleted = 0
+		if changed, fatal := checkAll(w.Tx, s.path, conditions); changed != nil || fatal != nil {
+			return changed, fatal
+		}
 		for _, r := range records {
 			kind, _ := r.Type.kind()
 			records, ok, err := groupRecords(w.Tx, newGroupKey(r.Namespace, r.EventHub, r.ConsumerGroup), kind)
@@ -352,9 +359,10 @@ func (s *Store) DeleteRecords(ctx context.Context, records []Record) (int, error
 }
 
 // DeleteScope removes a whole namespace, event hub or consumer group and
-// returns how many records it held. Fields of scope must be given from the
-// left: a namespace, optionally an event hub, optionally a consumer group.
-func (s *Store) DeleteScope(ctx context.Context, scope Scope) (int, error) {
+// returns how many records it held, unless a condition does not hold
+// (ErrChanged). Fields of scope must be given from the left: a namespace,
+// optionally an event hub, optionally a consumer group.
+func (s *Store) DeleteScope(ctx context.Context, scope Scope, conditions ...Unchanged) (int, error) {
 	names := []string{scope.Namespace, scope.EventHub, scope.ConsumerGroup}
 	for len(names) > 0 && names[len(names)-1] == "" {
 		names = names[:len(names)-1]
@@ -369,6 +377,9 @@ func (s *Store) DeleteScope(ctx context.Context, scope Scope) (int, error) {
 	}
 	deleted := 0
 	err := s.committer.write(ctx, func(w *writeTx) (error, error) {
+		if changed, fatal := checkAll(w.Tx, s.path, conditions); changed != nil || fatal != nil {
+			return changed, fatal
+		}
 		var err error
 		deleted, err = s.deleteScope(w, scope)
 		return nil, err

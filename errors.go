@@ -20,6 +20,12 @@ var ErrCorrupt = errors.New("boltstore: store file is damaged")
 // written by a newer boltstore with a format this version cannot read.
 var ErrUnsupportedFormat = errors.New("boltstore: unsupported file format")
 
+// ErrChanged reports an edit made on condition (Unchanged) that was not
+// made because a partition it names changed owner since the caller read
+// it: a processor claimed, renewed or released it. Nothing was written;
+// read the file again and decide anew.
+var ErrChanged = errors.New("boltstore: ownership changed since it was read")
+
 // ErrClosed reports a call on a Store after Close.
 var ErrClosed = errors.New("boltstore: store is closed")
 

@@ -2,10 +2,12 @@ package boltstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
 	"github.com/ehcheckpoints/boltstore"
@@ -80,4 +82,34 @@ func ExampleStore_ClaimOwnership() {
 	// Output:
 	// 1 0
 	// instance-b true
+}
+
+// A tool that edits a live file decides on what it read, and makes its
+// edit conditional on that: a processor that renewed the partition in
+// between makes the edit fail rather than be overwritten by it.
+func ExampleOwnershipsAsRead() {
+	dir, err := os.MkdirTemp("", "boltstore-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	store, err := boltstore.Open(filepath.Join(dir, "checkpoints.db"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	ctx := context.Background()
+
+	claim := azeventhubs.Ownership{FullyQualifiedNamespace: "example.servicebus.windows.net", EventHubName: "orders", ConsumerGroup: "$Default", PartitionID: "0", OwnerID: "instance-a"}
+	owned, _ := store.ClaimOwnership(ctx, []azeventhubs.Ownership{claim}, nil)
+	read, _ := store.Records(ctx, boltstore.Scope{EventHub: "orders"})
+
+	// The owner renews before the tool writes.
+	_, _ = store.ClaimOwnership(ctx, owned, nil)
+
+	sequence := int64(1199)
+	reset := boltstore.Record{Type: boltstore.RecordCheckpoint, Namespace: "example.servicebus.windows.net", EventHub: "orders", ConsumerGroup: "$default", PartitionID: "0", SequenceNumber: &sequence, WrittenAt: time.Now()}
+	err = store.PutRecords(ctx, []boltstore.Record{reset}, boltstore.OwnershipsAsRead(read))
+	fmt.Println(errors.Is(err, boltstore.ErrChanged))
+	// Output: true
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ehcheckpoints/boltstore"
 	"github.com/spf13/cobra"
 )
 
@@ -119,6 +120,9 @@ a file that running processors hold open; they hand it over in milliseconds.`,
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "ehcheckpoints: %v\n", err)
+	if errors.Is(err, boltstore.ErrChanged) {
+		fmt.Fprintln(stderr, "A processor took, renewed or released the partition while the command ran, so nothing was changed. Run 'show' and try again.")
+	}
 	var usage usageError
 	if !started || errors.As(err, &usage) {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())

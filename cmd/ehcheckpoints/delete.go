@@ -45,13 +45,14 @@ delete refuses while an owner of a partition in scope is live unless
 			if len(groups) == 0 {
 				return fmt.Errorf("nothing in %s matches", args[0])
 			}
-			if err := edit.checkNotOwned(allTargets(groups), a.now(), ownersOverwrite); err != nil {
+			targets := allTargets(groups)
+			if err := edit.checkNotOwned(targets, a.now(), ownersOverwrite); err != nil {
 				return err
 			}
 			verb := "deleted"
 			if edit.dryRun {
 				verb = "would delete"
-			} else if _, err := s.DeleteScope(cmd.Context(), scope); err != nil {
+			} else if _, err := s.DeleteScope(cmd.Context(), scope, edit.unchanged(targets)...); err != nil {
 				return err
 			}
 			for _, g := range groups {

@@ -65,20 +65,14 @@ live, unless --force.`,
 			if s != nil {
 				defer s.Close()
 			}
-			groups := groupRecords(existing)
-			var targets []target
-			for _, r := range records {
-				if g := findGroup(groups, boltstore.Scope{Namespace: r.Namespace, EventHub: r.EventHub, ConsumerGroup: r.ConsumerGroup}); g != nil {
-					targets = append(targets, target{g, g.partition(r.PartitionID)})
-				}
-			}
+			targets := writtenTargets(groupRecords(existing), records)
 			if err := o.checkNotOwned(targets, a.now(), ownersOverwrite); err != nil {
 				return err
 			}
 			verb := "imported"
 			if o.dryRun {
 				verb = "would import"
-			} else if err := s.PutRecords(cmd.Context(), records); err != nil {
+			} else if err := s.PutRecords(cmd.Context(), records, o.unchanged(targets)...); err != nil {
 				return err
 			}
 			return printImportSummary(a.stdout, verb, records, args[0])

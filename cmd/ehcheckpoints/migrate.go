@@ -368,20 +368,14 @@ func (o *migrateOptions) fromBlobStore(ctx context.Context, a *app, file string,
 	if s != nil {
 		defer s.Close()
 	}
-	fileGroups := groupRecords(existing)
-	var overwritten []target
-	for _, r := range records {
-		if g := findGroup(fileGroups, boltstore.Scope{Namespace: r.Namespace, EventHub: r.EventHub, ConsumerGroup: r.ConsumerGroup}); g != nil {
-			overwritten = append(overwritten, target{g, g.partition(r.PartitionID)})
-		}
-	}
-	if err := o.edit.checkNotOwned(overwritten, a.now(), ownersOverwrite); err != nil {
+	targets := writtenTargets(groupRecords(existing), records)
+	if err := o.edit.checkNotOwned(targets, a.now(), ownersOverwrite); err != nil {
 		return err
 	}
 	verb := "copied"
 	if o.edit.dryRun {
 		verb = "would copy"
-	} else if err := s.PutRecords(ctx, records); err != nil {
+	} else if err := s.PutRecords(ctx, records, o.edit.unchanged(targets)...); err != nil {
 		return err
 	}
 	return o.report(a.stdout, verb, groups, "from container "+containerName)

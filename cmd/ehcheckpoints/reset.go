@@ -49,7 +49,7 @@ and checkpoints again. All deletions happen in one transaction.`,
 			verb := "reset"
 			if edit.dryRun {
 				verb = "would reset"
-			} else if _, err := s.DeleteRecords(cmd.Context(), deletes); err != nil {
+			} else if _, err := s.DeleteRecords(cmd.Context(), deletes, edit.unchanged(changed)...); err != nil {
 				return err
 			}
 			for _, t := range changed {

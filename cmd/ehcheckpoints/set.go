@@ -71,7 +71,7 @@ changes are written in one transaction.`,
 				updates[i] = r
 			}
 			if !edit.dryRun {
-				if err := s.PutRecords(cmd.Context(), updates); err != nil {
+				if err := s.PutRecords(cmd.Context(), updates, edit.unchanged(targets)...); err != nil {
 					return err
 				}
 			}

@@ -235,10 +235,52 @@ func (o *editOptions) checkNotOwned(targets []target, now time.Time, why string)
 		len(held), o.expiry, strings.Join(held, "\n"), why)
 }
 
+// unchanged returns the condition for an edit of targets that checkNotOwned
+// allowed: that no processor has claimed, renewed or released one of them
+// since the file was read. Without it, a processor could take a partition
+// between the check and the write and then overwrite the edit, or act on
+// what the edit replaced. With --force there is none: owners are overridden
+// anyway.
+func (o *editOptions) unchanged(targets []target) []boltstore.Unchanged {
+	if o.force {
+		return nil
+	}
+	read := make([]boltstore.Record, 0, 2*len(targets))
+	for _, t := range targets {
+		// The coordinates name the partition even if it had no ownership.
+		read = append(read, boltstore.Record{Namespace: t.group.Namespace, EventHub: t.group.EventHub, ConsumerGroup: t.group.ConsumerGroup, PartitionID: t.partition.id})
+		if own := t.partition.ownership; own != nil {
+			read = append(read, *own)
+		}
+	}
+	return []boltstore.Unchanged{boltstore.OwnershipsAsRead(read)}
+}
+
 // ownersOverwrite is why the editing verbs refuse partitions that a live
 // owner holds: the owner keeps its own view of the partition and would
 // overwrite the change with its next checkpoint or claim.
 const ownersOverwrite = "Their owners would overwrite the change: stop those processors first, or use --force."
+
+// writtenTargets returns the partitions that writing records into a file
+// holding groups touches, those the file has no record of included (as
+// partitions without records, in groups added for them).
+func writtenTargets(groups []*group, records []boltstore.Record) []target {
+	byScope := make(map[boltstore.Scope]*group, len(groups))
+	for _, g := range groups {
+		byScope[g.Scope] = g
+	}
+	targets := make([]target, 0, len(records))
+	for _, r := range records {
+		scope := foldScope(boltstore.Scope{Namespace: r.Namespace, EventHub: r.EventHub, ConsumerGroup: r.ConsumerGroup})
+		g := byScope[scope]
+		if g == nil {
+			g = &group{Scope: scope}
+			byScope[scope] = g
+		}
+		targets = append(targets, target{g, g.partition(r.PartitionID)})
+	}
+	return targets
+}
 
 // allTargets returns every partition of the groups.
 func allTargets(groups []*group) []target {
@@ -258,18 +300,6 @@ func foldScope(scope boltstore.Scope) boltstore.Scope {
 		EventHub:      strings.ToLower(scope.EventHub),
 		ConsumerGroup: strings.ToLower(scope.ConsumerGroup),
 	}
-}
-
-// findGroup returns the group with the given coordinates, compared as the
-// store compares them (ignoring case), or nil.
-func findGroup(groups []*group, scope boltstore.Scope) *group {
-	scope = foldScope(scope)
-	for _, g := range groups {
-		if g.Scope == scope {
-			return g
-		}
-	}
-	return nil
 }
 
 // selectOptions choose the partitions that set, reset and release change.
