@@ -360,7 +360,9 @@ func (s *Store) DeleteRecords(ctx context.Context, records []Record, conditions 
 
 // DeleteScope removes a whole namespace, event hub or consumer group and
 // returns how many records it held, unless a condition does not hold
-// (ErrChanged). Fields of scope must be given from the left: a namespace,
+// (ErrChanged): with conditions, that includes an ownership in scope of a
+// partition none of them names, one claimed since the caller read the
+// scope. Fields of scope must be given from the left: a namespace,
 // optionally an event hub, optionally a consumer group.
 func (s *Store) DeleteScope(ctx context.Context, scope Scope, conditions ...Unchanged) (int, error) {
 	names := []string{scope.Namespace, scope.EventHub, scope.ConsumerGroup}
@@ -380,6 +382,11 @@ func (s *Store) DeleteScope(ctx context.Context, scope Scope, conditions ...Unch
 		if changed, fatal := checkAll(w.Tx, s.path, conditions); changed != nil || fatal != nil {
 			return changed, fatal
 		}
+		if len(conditions) > 0 {
+			if changed, fatal := s.unnamedOwnership(w.Tx, scope, conditions); changed != nil || fatal != nil {
+				return changed, fatal
+			}
+		}
 		var err error
 		deleted, err = s.deleteScope(w, scope)
 		return nil, err
@@ -390,6 +397,29 @@ func (s *Store) DeleteScope(ctx context.Context, scope Scope, conditions ...Unch
 		return 0, err
 	}
 	return deleted, nil
+}
+
+// unnamedOwnership reports, as changed (ErrChanged), an ownership in scope
+// of a partition that none of conditions names.
+func (s *Store) unnamedOwnership(tx *bolt.Tx, scope Scope, conditions []Unchanged) (changed, fatal error) {
+	fatal = s.walkGroups(tx, scope, func(g groupKey, _ []byte) error {
+		records, ok, err := groupRecords(tx, g, kindOwnership)
+		if err != nil {
+			return corruptError(s.path, err.Error())
+		}
+		for k, _ := records.first(); ok && k != nil && changed == nil; k, _ = records.next() {
+			id, ok := partitionIDBytes(k)
+			if !ok {
+				return corruptError(s.path, fmt.Sprintf("ownership record of %s: malformed partition key %x", coordinates(string(g.namespace), string(g.hub), string(g.group), ""), k))
+			}
+			if !slices.ContainsFunc(conditions, func(u Unchanged) bool { return u.names(g, id) }) {
+				where := coordinates(string(g.namespace), string(g.hub), string(g.group), string(id))
+				changed = fmt.Errorf("%s: %s: %w: it was claimed", s.path, where, ErrChanged)
+			}
+		}
+		return nil
+	})
+	return changed, fatal
 }
 
 // deleteScope deletes the groups in scope and their records in w, and

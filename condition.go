@@ -15,6 +15,7 @@ import (
 // edit fail with ErrChanged instead of being overwritten by it.
 type Unchanged struct {
 	partitions []readOwnership
+	index      map[string]int // by partitionRef
 }
 
 // readOwnership is one partition's ownership as the caller read it.
@@ -31,15 +32,14 @@ type readOwnership struct {
 // none is among them. Pass the records an edit was decided on, as Records
 // returned them.
 func OwnershipsAsRead(records []Record) Unchanged {
-	var u Unchanged
-	index := map[string]int{}
+	u := Unchanged{index: map[string]int{}}
 	for _, r := range records {
 		g := newGroupKey(r.Namespace, r.EventHub, r.ConsumerGroup)
-		key := string(g.key) + "\x00" + r.PartitionID
-		i, seen := index[key]
+		ref := partitionRef(g, []byte(r.PartitionID))
+		i, seen := u.index[ref]
 		if !seen {
 			i = len(u.partitions)
-			index[key] = i
+			u.index[ref] = i
 			u.partitions = append(u.partitions, readOwnership{group: g, partition: r.PartitionID})
 		}
 		if r.Type == RecordOwnership {
@@ -77,10 +77,21 @@ func (u Unchanged) check(tx *bolt.Tx, path string) (changed, fatal error) {
 		case !exists && p.owned:
 			return fmt.Errorf("%s: %s: %w: its ownership was deleted", path, where, ErrChanged), nil
 		case exists && string(etag) != p.etag:
-			return fmt.Errorf("%s: %s: %w: it was claimed, renewed or released", path, where, ErrChanged), nil
+			return fmt.Errorf("%s: %s: %w: its etag is %q, not %q as read", path, where, ErrChanged, etag, p.etag), nil
 		}
 	}
 	return nil, nil
+}
+
+// partitionRef identifies a partition of group g in Unchanged's index.
+func partitionRef(g groupKey, partitionID []byte) string {
+	return string(g.key) + "\x00" + string(partitionID)
+}
+
+// names reports whether u names partition partitionID of group g.
+func (u Unchanged) names(g groupKey, partitionID []byte) bool {
+	_, ok := u.index[partitionRef(g, partitionID)]
+	return ok
 }
 
 // checkAll checks every one of conditions, as check does.

@@ -18,7 +18,8 @@ import (
 // ownerships a tool read fails with ErrChanged, writing nothing, when a
 // processor claimed, renewed or released one of its partitions since; it
 // is made when nothing changed, and changes to partitions it does not name
-// do not stop it.
+// do not stop it. DeleteScope is decided on the whole scope as read, and a
+// partition claimed in it since, which the read did not see, stops it too.
 func TestEditsOnConditionFailWhenOwnershipChanged(t *testing.T) {
 	ctx := context.Background()
 	seq := int64(7)
@@ -68,14 +69,18 @@ func TestEditsOnConditionFailWhenOwnershipChanged(t *testing.T) {
 		for _, change := range []struct {
 			name      string
 			partition string // the one the edit is decided on
+			touched   string // the one the change touches
 			apply     func(t *testing.T, s *Store)
-			changed   bool
+			// changed: for an edit of the partition; scopeChanged: for
+			// DeleteScope, decided on every partition read
+			changed, scopeChanged bool
 		}{
-			{"nothing", "0", func(*testing.T, *Store) {}, false},
-			{"renewed", "0", func(t *testing.T, s *Store) { renew(t, s, "0") }, true},
-			{"claimed", "1", func(t *testing.T, s *Store) { claim(t, s, "1") }, true},
-			{"ownership deleted", "0", func(t *testing.T, s *Store) { deleteOwnership(t, s, "0") }, true},
-			{"other partition renewed", "1", func(t *testing.T, s *Store) { renew(t, s, "0") }, false},
+			{"nothing", "0", "", func(*testing.T, *Store) {}, false, false},
+			{"renewed", "0", "0", func(t *testing.T, s *Store) { renew(t, s, "0") }, true, true},
+			{"claimed", "1", "1", func(t *testing.T, s *Store) { claim(t, s, "1") }, true, true},
+			{"ownership deleted", "0", "0", func(t *testing.T, s *Store) { deleteOwnership(t, s, "0") }, true, true},
+			{"other partition renewed", "1", "0", func(t *testing.T, s *Store) { renew(t, s, "0") }, false, true},
+			{"unseen partition claimed", "0", "2", func(t *testing.T, s *Store) { claim(t, s, "2") }, false, true},
 		} {
 			t.Run(name+"/"+change.name, func(t *testing.T) {
 				path := filepath.Join(t.TempDir(), "cp.db")
@@ -90,10 +95,13 @@ func TestEditsOnConditionFailWhenOwnershipChanged(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var decidedOn []Record
-				for _, r := range read {
-					if r.PartitionID == change.partition {
-						decidedOn = append(decidedOn, r)
+				decidedOn, changed := read, change.scopeChanged
+				if name != "DeleteScope" {
+					decidedOn, changed = nil, change.changed
+					for _, r := range read {
+						if r.PartitionID == change.partition {
+							decidedOn = append(decidedOn, r)
+						}
 					}
 				}
 				change.apply(t, s)
@@ -106,7 +114,7 @@ func TestEditsOnConditionFailWhenOwnershipChanged(t *testing.T) {
 				if readErr != nil {
 					t.Fatal(readErr)
 				}
-				if !change.changed {
+				if !changed {
 					if err != nil {
 						t.Fatalf("edit with its partition unchanged: %v", err)
 					}
@@ -118,7 +126,7 @@ func TestEditsOnConditionFailWhenOwnershipChanged(t *testing.T) {
 				if !errors.Is(err, ErrChanged) {
 					t.Fatalf("edit after the partition changed owner: %v, want ErrChanged", err)
 				}
-				for _, want := range []string{path, `partition "` + change.partition + `"`} {
+				for _, want := range []string{path, `partition "` + change.touched + `"`} {
 					if !strings.Contains(err.Error(), want) {
 						t.Errorf("error %q does not name %s", err, want)
 					}

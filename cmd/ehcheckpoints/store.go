@@ -246,7 +246,12 @@ func (o *editOptions) unchanged(targets []target) []boltstore.Unchanged {
 		return nil
 	}
 	read := make([]boltstore.Record, 0, 2*len(targets))
+	seen := make(map[*partition]bool, len(targets))
 	for _, t := range targets {
+		if seen[t.partition] {
+			continue // import lists a partition once per record
+		}
+		seen[t.partition] = true
 		// The coordinates name the partition even if it had no ownership.
 		read = append(read, boltstore.Record{Namespace: t.group.Namespace, EventHub: t.group.EventHub, ConsumerGroup: t.group.ConsumerGroup, PartitionID: t.partition.id})
 		if own := t.partition.ownership; own != nil {
