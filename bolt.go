@@ -24,8 +24,9 @@ import (
 // recoverTorn it first falls back from a commit that did not reach the disk
 // whole, returning its transaction id as undone, and syncs the file
 // (recoverTornCommit). bbolt panics on some damaged files; the panic
-// becomes ErrCorrupt.
-func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, undone uint64, err error) {
+// becomes ErrCorrupt. readOnly opens it for reading on a read-only f: a
+// torn commit or an older layout, which need a write, is then ErrReadOnly.
+func openBolt(path string, f *os.File, readOnly, recoverTorn bool) (db *bolt.DB, undone uint64, err error) {
 	info, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -35,7 +36,13 @@ func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, undone ui
 		f.Close()
 		return nil, 0, corruptError(path, "the file is empty")
 	}
-	if recoverTorn {
+	switch {
+	case readOnly:
+		if err := checkLastCommit(path, f); err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+	case recoverTorn:
 		if undone, err = recoverTornCommit(path, f); err != nil {
 			f.Close()
 			return nil, 0, withUndone(err, undone)
@@ -51,6 +58,7 @@ func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, undone ui
 			// flock on it is then a no-op, and its Close releases it.
 			OpenFile:     func(string, int, os.FileMode) (*os.File, error) { return f, nil },
 			FreelistType: bolt.FreelistMapType,
+			ReadOnly:     readOnly,
 		})
 		if err != nil {
 			return classifyOpenError(path, err)
@@ -60,8 +68,11 @@ func openBolt(path string, f *os.File, recoverTorn bool) (db *bolt.DB, undone ui
 			version, err = checkFormat(path, tx, info.Size())
 			return err
 		})
-		if err != nil || version == formatVersion {
+		switch {
+		case err != nil || version == formatVersion:
 			return err
+		case readOnly:
+			return fmt.Errorf("%s: %w: the file has the layout of an older boltstore (format %d), which opening it with write access once converts", path, ErrReadOnly, version)
 		}
 		return migrateLayout(path, db, f, version)
 	})
@@ -262,8 +273,12 @@ func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 // write transaction, rolled back. bbolt's Check in a read transaction reads
 // the freelist while a commit may change it, which ends the process, and
 // the page walk reads the newest meta page from the file, which must be
-// the transaction's own.
+// the transaction's own. A read-only store commits nothing, and holds the
+// file only shared, so no one commits while it reads.
 func (s *Store) viewAlone(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if s.opts.ReadOnly {
+		return s.view(ctx, fn)
+	}
 	for {
 		discarded := false
 		err := s.withDB(ctx, func(db *bolt.DB) error {
@@ -427,6 +442,9 @@ func (c *committer) write(ctx context.Context, apply applyFunc) error {
 	path := c.store.path
 	if err := ctx.Err(); err != nil {
 		return fileError(path, err)
+	}
+	if c.store.opts.ReadOnly {
+		return fileError(path, ErrReadOnly)
 	}
 	op := &writeOp{apply: apply, deadline: time.Now().Add(c.store.opts.LockTimeout), done: make(chan error, 1)}
 	c.mu.Lock()

@@ -282,6 +282,22 @@ func recoverTornCommit(path string, f *os.File) (undone uint64, err error) {
 	return undone, nil
 }
 
+// checkLastCommit is recoverTornCommit for a file opened read-only: it
+// reports a torn newest commit, which it cannot undo, as ErrReadOnly, and
+// damage as ErrCorrupt, and writes nothing.
+func checkLastCommit(path string, f *os.File) error {
+	newest, torn, damage, err := tornCommit(f)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: checking the last commit: %w", path, err)
+	case damage != "":
+		return corruptError(path, damage)
+	case torn:
+		return fmt.Errorf("%s: %w: its last commit, %d, did not reach the disk whole, and reading the commit before it needs that one undone, which opening the file with write access does", path, ErrReadOnly, metaTxID(newest))
+	}
+	return nil
+}
+
 // withUndone adds to err, the failure of an open that had undone commit
 // undone (0: none), that it had: the undo stays although the open failed,
 // and no later open will find the commit to report.

@@ -148,18 +148,38 @@ func testTornCommitFallsBack(t *testing.T, noted bool) {
 				salvagedOwners = append(salvagedOwners, azeventhubs.Ownership{ConsumerGroup: r.ConsumerGroup, PartitionID: r.PartitionID, OwnerID: r.OwnerID, ETag: &etag})
 			}
 		}
+		listAll := func(s *Store) []azeventhubs.Ownership {
+			var list []azeventhubs.Ownership
+			for g := range 3 {
+				l, err := s.ListOwnership(ctx, testNS, testHub, fmt.Sprint("group-", g), nil)
+				if err != nil {
+					t.Fatalf("case %d: %v", i, err)
+				}
+				list = append(list, l...)
+			}
+			return list
+		}
+		// A read-only store, which cannot undo the commit, reads the file
+		// as Open will unless the commit must be undone, and then refuses.
+		var readOnlyList []azeventhubs.Ownership
+		rs, readOnlyErr := Open(p, &Options{ReadOnly: true})
+		if readOnlyErr == nil {
+			readOnlyList = listAll(rs)
+			rs.Close()
+		}
 		ts, err := Open(p, nil)
 		if err != nil {
 			t.Fatalf("case %d: Open of a file cut during a commit: %v", i, err)
 		}
 		undone, undid := ts.UndoneCommit()
-		var list []azeventhubs.Ownership
-		for g := range 3 {
-			l, err := ts.ListOwnership(ctx, testNS, testHub, fmt.Sprint("group-", g), nil)
-			if err != nil {
-				t.Fatalf("case %d: %v", i, err)
-			}
-			list = append(list, l...)
+		list := listAll(ts)
+		switch {
+		case undid && !errors.Is(readOnlyErr, ErrReadOnly):
+			t.Fatalf("case %d: read-only Open of a file whose last commit needs undoing: %v, want ErrReadOnly", i, readOnlyErr)
+		case !undid && readOnlyErr != nil:
+			t.Fatalf("case %d: read-only Open: %v", i, readOnlyErr)
+		case !undid && owners(readOnlyList) != owners(list):
+			t.Fatalf("case %d: read-only Open gives ownerships %s, Open %s", i, owners(readOnlyList), owners(list))
 		}
 		if got, salvaged := owners(list), owners(salvagedOwners); got != salvaged {
 			t.Fatalf("case %d: Open gives ownerships %s, Salvage %s", i, got, salvaged)

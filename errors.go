@@ -26,6 +26,12 @@ var ErrUnsupportedFormat = errors.New("boltstore: unsupported file format")
 // read the file again and decide anew.
 var ErrChanged = errors.New("boltstore: ownership changed since it was read")
 
+// ErrReadOnly reports a write to a store opened with Options.ReadOnly, or a
+// file that needs a write before it can be read: one whose last commit did
+// not reach the disk whole, or one of an older layout. Opening it once with
+// write access repairs or converts it.
+var ErrReadOnly = errors.New("boltstore: store is open read-only")
+
 // ErrClosed reports a call on a Store after Close.
 var ErrClosed = errors.New("boltstore: store is closed")
 

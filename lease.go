@@ -33,6 +33,7 @@ const (
 type lease struct {
 	path        string
 	idleRelease time.Duration
+	readOnly    bool // open the file for reading, under a shared flock
 
 	mu       sync.Mutex
 	db       *bolt.DB
@@ -101,6 +102,7 @@ func newLease(path string, opts *Options) *lease {
 	return &lease{
 		path:        path,
 		idleRelease: opts.IdleRelease,
+		readOnly:    opts.ReadOnly,
 		changed:     make(chan struct{}),
 		closing:     make(chan struct{}),
 	}
@@ -187,11 +189,15 @@ func lockTimeoutError(path string) error {
 // file first if it changed outside commits since left. It also returns the
 // incomplete commit that opening undid, 0 if none (openBolt).
 func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, left *fileState) (*bolt.DB, *os.File, uint64, error) {
-	f, err := os.OpenFile(l.path, os.O_RDWR, 0)
+	flag, lock := os.O_RDWR, filelock.TryLock
+	if l.readOnly {
+		flag, lock = os.O_RDONLY, filelock.TryLockShared
+	}
+	f, err := os.OpenFile(l.path, flag, 0)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	err = waitForFlock(ctx, l.closing, f, deadline, notBefore)
+	err = waitForFlock(ctx, l.closing, f, lock, deadline, notBefore)
 	if err == nil && l.isClosing() {
 		err = fileError(l.path, ErrClosed) // spare the recovery and checks
 	}
@@ -202,7 +208,7 @@ func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, 
 	now, known := observeFile(f)
 	// A file as this lease left it after commits it synced needs no
 	// recovery; any other may hold another process's unsynced commit.
-	db, undone, err := openBolt(l.path, f, left == nil || !known || *left != now)
+	db, undone, err := openBolt(l.path, f, l.readOnly, left == nil || !known || *left != now)
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -226,10 +232,11 @@ func (l *lease) isClosing() bool {
 	}
 }
 
-// waitForFlock takes the flock through f, announcing itself as a waiter
+// waitForFlock takes the flock through f with lock (filelock.TryLock or
+// TryLockShared), announcing itself as a waiter
 // while it polls, not before notBefore and giving up at deadline, or with
 // ErrClosed once closing is closed (nil: never).
-func waitForFlock(ctx context.Context, closing <-chan struct{}, f *os.File, deadline, notBefore time.Time) error {
+func waitForFlock(ctx context.Context, closing <-chan struct{}, f *os.File, lock func(*os.File) error, deadline, notBefore time.Time) error {
 	announced := false
 	defer func() {
 		if announced {
@@ -246,7 +253,7 @@ func waitForFlock(ctx context.Context, closing <-chan struct{}, f *os.File, dead
 	}
 	interval := minPollInterval
 	for {
-		err := filelock.TryLock(f)
+		err := lock(f)
 		if err == nil {
 			return nil
 		}

@@ -152,6 +152,19 @@ func TestNestedLayoutIsConvertedAtOpen(t *testing.T) {
 			want := legacyRecords()
 			writeLegacyFile(t, path, version, want, nil)
 
+			// Converting is a write: a read-only store refuses the file
+			// and leaves it as it was.
+			legacy, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Open(path, &Options{ReadOnly: true}); !errors.Is(err, ErrReadOnly) {
+				t.Fatalf("read-only Open of format %d: %v, want ErrReadOnly", version, err)
+			}
+			if now, err := os.ReadFile(path); err != nil || !bytes.Equal(now, legacy) {
+				t.Fatalf("the read-only Open changed the file (%v)", err)
+			}
+
 			s := openTestStore(t, path, nil)
 			got, err := s.Records(ctx, Scope{})
 			if err != nil {

@@ -35,6 +35,14 @@ type Options struct {
 	// Default: 100ms.
 	IdleRelease time.Duration
 
+	// ReadOnly opens an existing file for reading only, which needs no
+	// write access to it (a file of another user, a read-only mount):
+	// writes fail with ErrReadOnly, and nothing is created. The store
+	// takes a shared lock while it reads, so processors hand the file
+	// over as to any other store, and several read-only stores read at
+	// once. A file whose last commit did not reach the disk whole cannot
+	// be read this way (ErrReadOnly): undoing that commit is a write.
+	ReadOnly bool
 	// NoSync skips fsync on commit. A crash of the machine (not of the
 	// process) can then lose acknowledged writes or damage the file. For
 	// tests only. Default: false.
@@ -102,8 +110,10 @@ func OpenContext(ctx context.Context, path string, opts *Options) (*Store, error
 	if err := ctx.Err(); err != nil {
 		return nil, fileError(path, err)
 	}
-	if err := createIfMissing(path); err != nil {
-		return nil, fileError(path, err)
+	if !o.ReadOnly {
+		if err := createIfMissing(path); err != nil {
+			return nil, fileError(path, err)
+		}
 	}
 	s := &Store{path: path, opts: o, lease: newLease(path, &o)}
 	s.lease.verify = s.verify

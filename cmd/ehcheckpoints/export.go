@@ -79,7 +79,7 @@ output instead.`,
 			if _, err := os.Lstat(output); toFile && err == nil {
 				return fmt.Errorf("%s: %w", output, errOutputExists)
 			}
-			s, err := openStore(cmd.Context(), args[0], false)
+			s, err := openStore(cmd.Context(), args[0], readFile)
 			if err != nil {
 				return err
 			}

@@ -168,7 +168,7 @@ func (o *migrateOptions) blobNames(g *group) boltstore.Scope {
 }
 
 func (o *migrateOptions) toBlobStore(ctx context.Context, a *app, file string, cc *container.Client, store *checkpoints.BlobStore, containerName string) error {
-	s, err := openStore(ctx, file, false)
+	s, err := openStore(ctx, file, readFile)
 	if err != nil {
 		return err
 	}

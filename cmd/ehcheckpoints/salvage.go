@@ -79,7 +79,7 @@ func writeSalvaged(ctx context.Context, dest string, records []boltstore.Record)
 	}
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, filepath.Base(dest))
-	s, err := openStore(ctx, tmp, true)
+	s, err := openStore(ctx, tmp, createFile)
 	if err != nil {
 		return err
 	}

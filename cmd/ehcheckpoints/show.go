@@ -51,7 +51,7 @@ func newShowCmd(a *app) *cobra.Command {
   ehcheckpoints show checkpoints.db --json | jq '.groups[].partitions[] | select(.ownership.expired)'`,
 		Args: exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(cmd.Context(), args[0], false)
+			s, err := openStore(cmd.Context(), args[0], readFile)
 			if err != nil {
 				return err
 			}

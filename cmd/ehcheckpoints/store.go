@@ -10,25 +10,43 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ehcheckpoints/boltstore"
 	"github.com/spf13/cobra"
 )
 
+// fileUse is how a verb uses the store file.
+type fileUse int
+
+const (
+	// readFile only reads it: a file the user may read but not write (of
+	// another user, on a read-only mount) is then opened read-only.
+	readFile   fileUse = iota
+	editFile           // changes it
+	createFile         // changes it, creating it if it is missing
+)
+
 // openStore opens the store file at path with the options processors use,
 // so the CLI takes its turn on a file they hold like any other process,
 // except that an operator waits at most cliLockTimeout for a stuck lock,
 // or until ctx ends (Ctrl-C). boltstore.OpenContext creates a missing
-// file; only verbs that write data (create) want that, the others report
-// the missing file.
-func openStore(ctx context.Context, path string, create bool) (*boltstore.Store, error) {
-	if !create {
+// file; only verbs that write data (createFile) want that, the others
+// report the missing file.
+func openStore(ctx context.Context, path string, use fileUse) (*boltstore.Store, error) {
+	if use != createFile {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s: no such store file", path)
 		}
 	}
-	return boltstore.OpenContext(ctx, path, &boltstore.Options{LockTimeout: cliLockTimeout})
+	opts := boltstore.Options{LockTimeout: cliLockTimeout}
+	s, err := boltstore.OpenContext(ctx, path, &opts)
+	if use == readFile && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
+		opts.ReadOnly = true
+		return boltstore.OpenContext(ctx, path, &opts)
+	}
+	return s, err
 }
 
 // openDestination opens the store file that import and migrate write
@@ -38,7 +56,7 @@ func openDestination(ctx context.Context, path string, dryRun bool) (s *boltstor
 	if _, err := os.Stat(path); dryRun && errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
 	}
-	if s, err = openStore(ctx, path, true); err != nil {
+	if s, err = openStore(ctx, path, createFile); err != nil {
 		return nil, nil, err
 	}
 	if existing, err = s.Records(ctx, boltstore.Scope{}); err != nil {
@@ -328,7 +346,7 @@ func (o *selectOptions) complete() bool {
 // open opens the store file of an editing verb and resolves its targets
 // from the records in scope. The caller closes the store.
 func (o *selectOptions) open(ctx context.Context, path string, oneGroup bool) (*boltstore.Store, []target, error) {
-	s, err := openStore(ctx, path, false)
+	s, err := openStore(ctx, path, editFile)
 	if err != nil {
 		return nil, nil, err
 	}

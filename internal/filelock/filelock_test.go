@@ -41,6 +41,37 @@ func TestTryLockExcludesOtherDescriptions(t *testing.T) {
 	}
 }
 
+// TestSharedLocksShareAndExcludeTheExclusiveOne: two descriptions hold the
+// shared lock at once, and the exclusive one waits until both let go.
+func TestSharedLocksShareAndExcludeTheExclusiveOne(t *testing.T) {
+	a, b := openTwice(t)
+	c, err := os.Open(a.Name()) // read-only, as a read-only store opens it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := TryLockShared(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := TryLockShared(c); err != nil {
+		t.Fatalf("second shared lock: %v", err)
+	}
+	if err := TryLock(b); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("exclusive lock beside shared ones: %v, want ErrWouldBlock", err)
+	}
+	for _, f := range []*os.File{a, c} {
+		if err := Unlock(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := TryLock(b); err != nil {
+		t.Fatalf("exclusive lock once the shared ones are gone: %v", err)
+	}
+	if err := TryLockShared(c); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("shared lock beside the exclusive one: %v, want ErrWouldBlock", err)
+	}
+}
+
 func TestWaiterSignal(t *testing.T) {
 	if !WaiterSignals {
 		t.Skip("no open-file-description locks on this platform")

@@ -13,9 +13,16 @@ import (
 // ErrWouldBlock when another open file description holds it. Taking it again
 // through the same description is a no-op, which is what lets bbolt re-lock
 // the file handed to it.
-func TryLock(f *os.File) error {
+func TryLock(f *os.File) error { return tryFlock(f, unix.LOCK_EX) }
+
+// TryLockShared takes a shared flock on f without blocking, as bbolt does
+// for a read-only database: it returns ErrWouldBlock while another open
+// file description holds the exclusive one.
+func TryLockShared(f *os.File) error { return tryFlock(f, unix.LOCK_SH) }
+
+func tryFlock(f *os.File, how int) error {
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
 		switch {
 		case err == nil:
 			return nil

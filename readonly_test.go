@@ -1,0 +1,115 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+)
+
+// TestReadOnlyStoreReadsAndWritesNothing: a store opened ReadOnly reads
+// what the file holds and checks it, every write fails with ErrReadOnly
+// naming the file, and the file is not changed by a byte.
+func TestReadOnlyStoreReadsAndWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	w := openTestStore(t, path, nil)
+	seq := int64(42)
+	if _, err := w.ClaimOwnership(ctx, []azeventhubs.Ownership{ownership("0", "processor", nil)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r := openTestStore(t, path, &Options{ReadOnly: true})
+	owned, err := r.ListOwnership(ctx, testNS, testHub, testGroup, nil)
+	if err != nil || len(owned) != 1 || owned[0].OwnerID != "processor" {
+		t.Fatalf("ListOwnership: %+v, %v", owned, err)
+	}
+	if got := listCheckpoints(t, r, testNS, testHub, testGroup); len(got) != 1 || *got[0].SequenceNumber != seq {
+		t.Fatalf("ListCheckpoints: %+v", got)
+	}
+	if err := r.Check(ctx); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	writes := map[string]func() error{
+		"SetCheckpoint": func() error { return r.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil) },
+		"ClaimOwnership": func() error {
+			_, err := r.ClaimOwnership(ctx, owned, nil)
+			return err
+		},
+		"PutRecords": func() error {
+			return r.PutRecords(ctx, []Record{{Type: RecordCheckpoint, Namespace: testNS, EventHub: testHub, ConsumerGroup: testGroup, PartitionID: "1", SequenceNumber: &seq, WrittenAt: time.Now()}})
+		},
+		"DeleteScope": func() error {
+			_, err := r.DeleteScope(ctx, Scope{Namespace: testNS})
+			return err
+		},
+	}
+	for name, write := range writes {
+		if err := write(); !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s on a read-only store: %v, want ErrReadOnly naming the file", name, err)
+		}
+	}
+	if err := r.Backup(ctx, filepath.Join(t.TempDir(), "backup.db")); err != nil {
+		t.Errorf("Backup of a read-only store: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Error("a read-only store changed the file")
+	}
+
+	missing := filepath.Join(t.TempDir(), "missing.db")
+	if _, err := Open(missing, &Options{ReadOnly: true}); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("read-only Open of a missing file: %v, want ErrNotExist", err)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Error("read-only Open created the file")
+	}
+}
+
+// TestReadOnlyStoreTakesTurnsWithAWriter: a read-only store shares the
+// file with a store that writes it, each handing the file over when the
+// other waits, and it reads every commit the writer made before.
+func TestReadOnlyStoreTakesTurnsWithAWriter(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	// Both would keep the file for an hour if nobody asked for it.
+	held := &Options{IdleRelease: time.Hour, LockTimeout: 10 * time.Second}
+	w := openTestStore(t, path, held)
+	readOnly := *held
+	readOnly.ReadOnly = true
+	r := openTestStore(t, path, &readOnly)
+	r2 := openTestStore(t, path, &readOnly)
+	for i := range int64(20) {
+		if err := w.SetCheckpoint(ctx, checkpoint("0", nil, &i), nil); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		for _, s := range []*Store{r, r2} {
+			got := listCheckpoints(t, s, testNS, testHub, testGroup)
+			if len(got) != 1 || *got[0].SequenceNumber != i {
+				t.Fatalf("after write %d a read-only store lists %+v", i, got)
+			}
+		}
+	}
+}
