@@ -443,14 +443,15 @@ func (c *committer) write(ctx context.Context, apply applyFunc) error {
 	if err := ctx.Err(); err != nil {
 		return fileError(path, err)
 	}
-	if c.store.opts.ReadOnly {
-		return fileError(path, ErrReadOnly)
-	}
 	op := &writeOp{apply: apply, deadline: time.Now().Add(c.store.opts.LockTimeout), done: make(chan error, 1)}
 	c.mu.Lock()
-	if c.closed {
+	switch {
+	case c.closed:
 		c.mu.Unlock()
 		return fileError(path, ErrClosed)
+	case c.store.opts.ReadOnly:
+		c.mu.Unlock()
+		return fileError(path, ErrReadOnly)
 	}
 	c.queue = append(c.queue, op)
 	lead := !c.leading

@@ -51,9 +51,10 @@
 //     this is the only way the file changes hands, so a continuously busy
 //     store there keeps other processes waiting until Options.LockTimeout.
 //
-// A store opened with Options.ReadOnly takes the flock shared, with the
-// same waiter protocol, so it needs no write access to the file, and
-// several read-only stores read at once.
+// A store opened with Options.ReadOnly opens the file for reading only
+// and takes the flock shared, with the same waiter protocol: several
+// read-only stores read at once, and a waiting writer, which announces
+// itself as one, goes before any of them takes the flock again.
 //
 // Reopening re-reads the file, so each process sees the others' committed
 // writes, and claims stay atomic across processes because every write

@@ -30,7 +30,7 @@ var ErrChanged = errors.New("boltstore: ownership changed since it was read")
 // file that needs a write before it can be read: one whose last commit did
 // not reach the disk whole, or one of an older layout. Opening it once with
 // write access repairs or converts it.
-var ErrReadOnly = errors.New("boltstore: store is open read-only")
+var ErrReadOnly = errors.New("boltstore: needs write access; opened read-only")
 
 // ErrClosed reports a call on a Store after Close.
 var ErrClosed = errors.New("boltstore: store is closed")

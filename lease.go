@@ -189,15 +189,15 @@ func lockTimeoutError(path string) error {
 // file first if it changed outside commits since left. It also returns the
 // incomplete commit that opening undid, 0 if none (openBolt).
 func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, left *fileState) (*bolt.DB, *os.File, uint64, error) {
-	flag, lock := os.O_RDWR, filelock.TryLock
+	flag := os.O_RDWR
 	if l.readOnly {
-		flag, lock = os.O_RDONLY, filelock.TryLockShared
+		flag = os.O_RDONLY
 	}
 	f, err := os.OpenFile(l.path, flag, 0)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	err = waitForFlock(ctx, l.closing, f, lock, deadline, notBefore)
+	err = waitForFlock(ctx, l.closing, f, l.readOnly, deadline, notBefore)
 	if err == nil && l.isClosing() {
 		err = fileError(l.path, ErrClosed) // spare the recovery and checks
 	}
@@ -232,11 +232,10 @@ func (l *lease) isClosing() bool {
 	}
 }
 
-// waitForFlock takes the flock through f with lock (filelock.TryLock or
-// TryLockShared), announcing itself as a waiter
+// waitForFlock takes the flock through f, shared or exclusive, announcing itself as a waiter
 // while it polls, not before notBefore and giving up at deadline, or with
 // ErrClosed once closing is closed (nil: never).
-func waitForFlock(ctx context.Context, closing <-chan struct{}, f *os.File, lock func(*os.File) error, deadline, notBefore time.Time) error {
+func waitForFlock(ctx context.Context, closing <-chan struct{}, f *os.File, shared bool, deadline, notBefore time.Time) error {
 	announced := false
 	defer func() {
 		if announced {
@@ -246,14 +245,21 @@ func waitForFlock(ctx context.Context, closing <-chan struct{}, f *os.File, lock
 	if wait := time.Until(notBefore); wait > 0 {
 		// We just handed the file over; let the waiter take it first, and
 		// tell it now that we want the file back.
-		announced = filelock.AnnounceWaiter(f) == nil
+		announced = filelock.AnnounceWaiter(f, !shared) == nil
 		if err := pause(ctx, closing, wait); err != nil {
 			return fileError(f.Name(), err)
 		}
 	}
 	interval := minPollInterval
 	for {
-		err := lock(f)
+		err := filelock.ErrWouldBlock
+		if !shared {
+			err = filelock.TryLock(f)
+		} else if writer, _ := filelock.WriterWaiting(f); !writer {
+			// A writer that waits goes first: other readers may hold
+			// the flock without a break, and would shut it out.
+			err = filelock.TryLockShared(f)
+		}
 		if err == nil {
 			return nil
 		}
@@ -261,7 +267,7 @@ func waitForFlock(ctx context.Context, closing <-chan struct{}, f *os.File, lock
 			return err
 		}
 		if !announced {
-			announced = filelock.AnnounceWaiter(f) == nil
+			announced = filelock.AnnounceWaiter(f, !shared) == nil
 		}
 		remaining := time.Until(deadline)
 		if remaining <= 0 {

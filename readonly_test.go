@@ -7,10 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	"github.com/ehcheckpoints/boltstore/internal/filelock"
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestReadOnlyStoreReadsAndWritesNothing: a store opened ReadOnly reads
@@ -111,5 +114,94 @@ func TestReadOnlyStoreTakesTurnsWithAWriter(t *testing.T) {
 				t.Fatalf("after write %d a read-only store lists %+v", i, got)
 			}
 		}
+	}
+}
+
+// TestReadOnlyStoresReadAtOnce: a read-only store reads while another is
+// in the middle of a read, rather than waiting for it to hand the file
+// over: both hold the flock shared.
+func TestReadOnlyStoresReadAtOnce(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	seq := int64(1)
+	w := openTestStore(t, path, nil)
+	if err := w.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	opts := &Options{ReadOnly: true, LockTimeout: time.Minute}
+	r1, r2 := openTestStore(t, path, opts), openTestStore(t, path, opts)
+	inRead, release := make(chan struct{}), make(chan struct{})
+	go func() {
+		_ = r1.view(ctx, func(*bolt.Tx) error {
+			close(inRead)
+			<-release // held until the other store has read
+			return nil
+		})
+	}()
+	defer close(release)
+	<-inRead
+	readCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	got, err := r2.ListCheckpoints(readCtx, testNS, testHub, testGroup, nil)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("a read beside another store's read: %+v, %v; want it to share the file", got, err)
+	}
+}
+
+// TestWaitingWriterGoesBeforeReaders: while a writer waits for the file,
+// a read-only store does not take the shared flock beside one that holds
+// it, or readers that take turns would keep the writer out for good. The
+// read waits for the write, and sees it.
+func TestWaitingWriterGoesBeforeReaders(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	held := &Options{IdleRelease: time.Hour, LockTimeout: 10 * time.Second}
+	w := openTestStore(t, path, held)
+	readOnly := *held
+	readOnly.ReadOnly = true
+	r1, r2 := openTestStore(t, path, &readOnly), openTestStore(t, path, &readOnly)
+	inRead, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	end := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(end) // before the stores close, if the test fails early
+	go func() {
+		_ = r1.view(ctx, func(*bolt.Tx) error {
+			close(inRead)
+			<-release
+			return nil
+		})
+	}()
+	<-inRead
+	seq := int64(5)
+	written := make(chan error, 1)
+	go func() { written <- w.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil) }()
+	// Once the writer waits, r1 ends its read and hands the file over.
+	probe, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	for waiting := false; !waiting; {
+		if waiting, err = filelock.WriterWaiting(probe); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	read := make(chan []azeventhubs.Checkpoint, 1)
+	go func() {
+		got, err := r2.ListCheckpoints(ctx, testNS, testHub, testGroup, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		read <- got
+	}()
+	time.Sleep(20 * time.Millisecond) // r2 would share r1's flock by now
+	end()
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if got := <-read; len(got) != 1 || *got[0].SequenceNumber != seq {
+		t.Fatalf("the read beside the waiting writer gave %+v, want the write it waited for", got)
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"os"
 	"time"
-
-	"github.com/ehcheckpoints/boltstore/internal/filelock"
 )
 
 // Salvage reads every record it can from the store file at path, for a
@@ -39,7 +37,7 @@ func Salvage(ctx context.Context, path string) (records []Record, lost []error, 
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	if err := waitForFlock(ctx, nil, f, filelock.TryLock, deadline, time.Time{}); err != nil {
+	if err := waitForFlock(ctx, nil, f, false, deadline, time.Time{}); err != nil {
 		return nil, nil, err
 	}
 	info, err := f.Stat()

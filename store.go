@@ -35,14 +35,17 @@ type Options struct {
 	// Default: 100ms.
 	IdleRelease time.Duration
 
-	// ReadOnly opens an existing file for reading only, which needs no
+	// ReadOnly opens an existing file for reading only, so it needs no
 	// write access to it (a file of another user, a read-only mount):
 	// writes fail with ErrReadOnly, and nothing is created. The store
-	// takes a shared lock while it reads, so processors hand the file
-	// over as to any other store, and several read-only stores read at
-	// once. A file whose last commit did not reach the disk whole cannot
-	// be read this way (ErrReadOnly): undoing that commit is a write.
+	// takes a shared lock while it reads: processors hand the file over
+	// as to any other store, several read-only stores read at once, and
+	// they let a waiting writer in before they read again. A file whose
+	// last commit did not reach the disk whole, or of an older layout,
+	// cannot be read this way (ErrReadOnly): undoing that commit, or
+	// converting the layout, is a write.
 	ReadOnly bool
+
 	// NoSync skips fsync on commit. A crash of the machine (not of the
 	// process) can then lose acknowledged writes or damage the file. For
 	// tests only. Default: false.

@@ -32,7 +32,7 @@ delete refuses while an owner of a partition in scope is live unless
 			case scope.ConsumerGroup != "" && scope.EventHub == "":
 				return usagef("--group needs --hub")
 			}
-			s, err := openStore(cmd.Context(), args[0], editFile)
+			s, err := openStore(cmd.Context(), args[0], edit.use())
 			if err != nil {
 				return err
 			}

@@ -42,7 +42,7 @@ release refuses partitions whose owner renewed them within --expiry unless
 				}
 				sel.all = true
 			}
-			s, targets, err := sel.open(cmd.Context(), args[0], false)
+			s, targets, err := sel.open(cmd.Context(), args[0], edit.use(), false)
 			if err != nil {
 				return err
 			}

@@ -28,7 +28,7 @@ and checkpoints again. All deletions happen in one transaction.`,
   ehcheckpoints reset checkpoints.db --hub orders --group billing --all`,
 		Args: exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, targets, err := sel.open(cmd.Context(), args[0], false)
+			s, targets, err := sel.open(cmd.Context(), args[0], edit.use(), false)
 			if err != nil {
 				return err
 			}

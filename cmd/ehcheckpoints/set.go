@@ -46,7 +46,7 @@ changes are written in one transaction.`,
 			if cp.SequenceNumber == nil && cp.Offset == nil {
 				return usagef("give --sequence, --offset or both")
 			}
-			s, targets, err := sel.open(cmd.Context(), args[0], true)
+			s, targets, err := sel.open(cmd.Context(), args[0], edit.use(), true)
 			if err != nil {
 				return err
 			}

@@ -44,7 +44,9 @@ func openStore(ctx context.Context, path string, use fileUse) (*boltstore.Store,
 	s, err := boltstore.OpenContext(ctx, path, &opts)
 	if use == readFile && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
 		opts.ReadOnly = true
-		return boltstore.OpenContext(ctx, path, &opts)
+		if s, err = boltstore.OpenContext(ctx, path, &opts); err != nil {
+			return nil, fmt.Errorf("no write access, so read-only: %w", err)
+		}
 	}
 	return s, err
 }
@@ -253,6 +255,14 @@ func (o *editOptions) checkNotOwned(targets []target, now time.Time, why string)
 		len(held), o.expiry, strings.Join(held, "\n"), why)
 }
 
+// use is how the verb uses the file: a dry run only reads it.
+func (o *editOptions) use() fileUse {
+	if o.dryRun {
+		return readFile
+	}
+	return editFile
+}
+
 // unchanged returns the condition for an edit of targets that checkNotOwned
 // allowed: that no processor has claimed, renewed or released one of them
 // since the file was read. Without it, a processor could take a partition
@@ -343,10 +353,10 @@ func (o *selectOptions) complete() bool {
 	return o.scope.Namespace != "" && o.scope.EventHub != "" && o.scope.ConsumerGroup != ""
 }
 
-// open opens the store file of an editing verb and resolves its targets
-// from the records in scope. The caller closes the store.
-func (o *selectOptions) open(ctx context.Context, path string, oneGroup bool) (*boltstore.Store, []target, error) {
-	s, err := openStore(ctx, path, editFile)
+// open opens the store file of an editing verb, for use, and resolves its
+// targets from the records in scope. The caller closes the store.
+func (o *selectOptions) open(ctx context.Context, path string, use fileUse, oneGroup bool) (*boltstore.Store, []target, error) {
+	s, err := openStore(ctx, path, use)
 	if err != nil {
 		return nil, nil, err
 	}

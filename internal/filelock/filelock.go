@@ -5,7 +5,9 @@
 //     open the bbolt database, and
 //   - a "waiter" lock: a shared lock on one byte far beyond the end of the
 //     file, which a process takes while it waits for the flock. The holder of
-//     the flock polls for it and hands the file over when it sees one.
+//     the flock polls for it and hands the file over when it sees one. A
+//     waiting writer also locks the next byte, so that readers, who share
+//     the flock, do not keep taking it while the writer waits.
 //
 // flock and record locks are independent on Linux, so the two never interfere.
 package filelock

@@ -80,11 +80,20 @@ func TestWaiterSignal(t *testing.T) {
 	if present, err := WaiterPresent(holder); err != nil || present {
 		t.Fatalf("before announce: present=%v err=%v", present, err)
 	}
-	if err := AnnounceWaiter(waiter); err != nil {
+	if err := AnnounceWaiter(waiter, false); err != nil {
 		t.Fatal(err)
 	}
 	if present, err := WaiterPresent(holder); err != nil || !present {
 		t.Fatalf("after announce: present=%v err=%v", present, err)
+	}
+	if writer, err := WriterWaiting(holder); err != nil || writer {
+		t.Fatalf("a waiting reader seen as a writer: %v err=%v", writer, err)
+	}
+	if err := AnnounceWaiter(waiter, true); err != nil {
+		t.Fatal(err)
+	}
+	if writer, err := WriterWaiting(holder); err != nil || !writer {
+		t.Fatalf("a waiting writer not seen: %v err=%v", writer, err)
 	}
 	if present, err := WaiterPresent(waiter); err != nil || present {
 		t.Fatalf("a waiter must not see itself: present=%v err=%v", present, err)
@@ -94,5 +103,8 @@ func TestWaiterSignal(t *testing.T) {
 	}
 	if present, err := WaiterPresent(holder); err != nil || present {
 		t.Fatalf("after withdraw: present=%v err=%v", present, err)
+	}
+	if writer, err := WriterWaiting(holder); err != nil || writer {
+		t.Fatalf("after withdraw, a writer still waits: %v err=%v", writer, err)
 	}
 }

@@ -9,10 +9,13 @@ import "os"
 const WaiterSignals = false
 
 // AnnounceWaiter is a no-op where open-file-description locks are missing.
-func AnnounceWaiter(*os.File) error { return nil }
+func AnnounceWaiter(*os.File, bool) error { return nil }
 
 // WithdrawWaiter is a no-op where open-file-description locks are missing.
 func WithdrawWaiter(*os.File) error { return nil }
 
 // WaiterPresent always reports false where waiters cannot signal.
 func WaiterPresent(*os.File) (bool, error) { return false, nil }
+
+// WriterWaiting always reports false where waiters cannot signal.
+func WriterWaiting(*os.File) (bool, error) { return false, nil }
