@@ -36,14 +36,8 @@ func openBolt(path string, f *os.File, readOnly, recoverTorn bool) (db *bolt.DB,
 		f.Close()
 		return nil, 0, corruptError(path, "the file is empty")
 	}
-	switch {
-	case readOnly:
-		if err := checkLastCommit(path, f); err != nil {
-			f.Close()
-			return nil, 0, err
-		}
-	case recoverTorn:
-		if undone, err = recoverTornCommit(path, f); err != nil {
+	if recoverTorn || readOnly {
+		if undone, err = recoverTornCommit(path, f, readOnly); err != nil {
 			f.Close()
 			return nil, 0, withUndone(err, undone)
 		}

@@ -263,13 +263,20 @@ func openableMeta(f *os.File) (meta []byte, damage string, err error) {
 // after writing a commit but before syncing it leaves the commit in the
 // page cache only, and the next commit's single sync must not be what
 // first puts it on disk, in any order.
-func recoverTornCommit(path string, f *os.File) (undone uint64, err error) {
+//
+// readOnly, for a file opened read-only, writes nothing: a torn commit,
+// which it cannot undo, is ErrReadOnly, and there is no sync.
+func recoverTornCommit(path string, f *os.File, readOnly bool) (undone uint64, err error) {
 	newest, torn, damage, err := tornCommit(f)
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("%s: checking the last commit: %w", path, err)
 	case damage != "":
 		return 0, corruptError(path, damage)
+	case readOnly && torn:
+		return 0, fmt.Errorf("%s: %w: its last commit, %d, did not reach the disk whole, and reading the commit before it needs that one undone, which opening the file with write access does", path, ErrReadOnly, metaTxID(newest))
+	case readOnly:
+		return 0, nil
 	case torn:
 		if err := invalidateMeta(f, newest); err != nil {
 			return 0, fmt.Errorf("%s: falling back from an incomplete commit: %w", path, err)
@@ -280,22 +287,6 @@ func recoverTornCommit(path string, f *os.File) (undone uint64, err error) {
 		return undone, fmt.Errorf("%s: syncing the file before using it: %w", path, err)
 	}
 	return undone, nil
-}
-
-// checkLastCommit is recoverTornCommit for a file opened read-only: it
-// reports a torn newest commit, which it cannot undo, as ErrReadOnly, and
-// damage as ErrCorrupt, and writes nothing.
-func checkLastCommit(path string, f *os.File) error {
-	newest, torn, damage, err := tornCommit(f)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%s: checking the last commit: %w", path, err)
-	case damage != "":
-		return corruptError(path, damage)
-	case torn:
-		return fmt.Errorf("%s: %w: its last commit, %d, did not reach the disk whole, and reading the commit before it needs that one undone, which opening the file with write access does", path, ErrReadOnly, metaTxID(newest))
-	}
-	return nil
 }
 
 // withUndone adds to err, the failure of an open that had undone commit

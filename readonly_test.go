@@ -117,6 +117,24 @@ func TestReadOnlyStoreTakesTurnsWithAWriter(t *testing.T) {
 	}
 }
 
+// holdInRead starts a read on s that lasts until end is called, or the
+// test ends, and returns once the read holds the file.
+func holdInRead(t *testing.T, s *Store) (end func()) {
+	inRead, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	end = func() { once.Do(func() { close(release) }) }
+	t.Cleanup(end) // registered after the store's, so it runs before s closes
+	go func() {
+		_ = s.view(context.Background(), func(*bolt.Tx) error {
+			close(inRead)
+			<-release
+			return nil
+		})
+	}()
+	<-inRead
+	return end
+}
+
 // TestReadOnlyStoresReadAtOnce: a read-only store reads while another is
 // in the middle of a read, rather than waiting for it to hand the file
 // over: both hold the flock shared.
@@ -131,16 +149,7 @@ func TestReadOnlyStoresReadAtOnce(t *testing.T) {
 	w.Close()
 	opts := &Options{ReadOnly: true, LockTimeout: time.Minute}
 	r1, r2 := openTestStore(t, path, opts), openTestStore(t, path, opts)
-	inRead, release := make(chan struct{}), make(chan struct{})
-	go func() {
-		_ = r1.view(ctx, func(*bolt.Tx) error {
-			close(inRead)
-			<-release // held until the other store has read
-			return nil
-		})
-	}()
-	defer close(release)
-	<-inRead
+	holdInRead(t, r1) // until the test ends
 	readCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	got, err := r2.ListCheckpoints(readCtx, testNS, testHub, testGroup, nil)
@@ -161,18 +170,7 @@ func TestWaitingWriterGoesBeforeReaders(t *testing.T) {
 	readOnly := *held
 	readOnly.ReadOnly = true
 	r1, r2 := openTestStore(t, path, &readOnly), openTestStore(t, path, &readOnly)
-	inRead, release := make(chan struct{}), make(chan struct{})
-	var releaseOnce sync.Once
-	end := func() { releaseOnce.Do(func() { close(release) }) }
-	t.Cleanup(end) // before the stores close, if the test fails early
-	go func() {
-		_ = r1.view(ctx, func(*bolt.Tx) error {
-			close(inRead)
-			<-release
-			return nil
-		})
-	}()
-	<-inRead
+	end := holdInRead(t, r1)
 	seq := int64(5)
 	written := make(chan error, 1)
 	go func() { written <- w.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil) }()
