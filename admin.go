@@ -589,27 +589,19 @@ const maxCheckProblems = 100
 // not exist yet, while the store stays in use. The copy is synced before
 // Backup returns and has mode 0600.
 func (s *Store) Backup(ctx context.Context, dest string) error {
-	return fsync.NewFile(dest, func(tmp string) error {
-		f, err := os.OpenFile(tmp, os.O_WRONLY, 0)
-		if err != nil {
-			return err
-		}
-		err = s.view(ctx, func(tx *bolt.Tx) error {
+	return fsync.NewFile(dest, func(f *os.File) error {
+		return s.view(ctx, func(tx *bolt.Tx) error {
 			_, err := tx.WriteTo(f)
 			return err
 		})
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		return err
 	})
 }
 
 // Compact writes a compacted copy of the store to dest, a path that must
 // not exist yet, leaving behind the space freed by deleted records.
 func (s *Store) Compact(ctx context.Context, dest string) error {
-	return fsync.NewFile(dest, func(tmp string) error {
-		dst, err := bolt.Open(tmp, 0o600, nil)
+	return fsync.NewFile(dest, func(f *os.File) error {
+		dst, err := openBoltOn(f)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -96,6 +97,24 @@ const (
 	metaChecksumAt  = metaOffset + 56
 	metaEnd         = metaOffset + 64
 )
+
+// openBoltOn opens a new bbolt file that fsync.NewFile is making, through
+// a copy of its descriptor: closing the DB closes the file bbolt was
+// given, and NewFile still has to sync and link f after that.
+func openBoltOn(f *os.File) (*bolt.DB, error) {
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	dup := os.NewFile(uintptr(fd), f.Name())
+	db, err := bolt.Open(f.Name(), 0o600, &bolt.Options{
+		OpenFile: func(string, int, os.FileMode) (*os.File, error) { return dup, nil },
+	})
+	if err != nil {
+		dup.Close() // bbolt closes it on most failures; a second Close is harmless
+	}
+	return db, err
+}
 
 // checkHeader tells a foreign file and a truncated store apart before
 // bbolt, whose errors for both are vague ("file size too small", "invalid

@@ -166,15 +166,16 @@ func verifyStructure(path string, tx *bolt.Tx) error {
 }
 
 // createIfMissing creates an initialised store file at path unless one
-// exists. It builds the file under a temporary name and links it into
-// place, so no process ever sees a half-made file, and two processes
-// creating the same store at once both end up with the same one.
+// exists. It builds the file before it has its name (fsync.NewFile) and
+// then links it into place, so no process ever sees a half-made file, and
+// two processes creating the same store at once both end up with the same
+// one.
 func createIfMissing(path string) error {
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	err := fsync.NewFile(path, func(tmp string) error {
-		db, err := bolt.Open(tmp, 0o600, nil)
+	err := fsync.NewFile(path, func(f *os.File) error {
+		db, err := openBoltOn(f)
 		if err != nil {
 			return err
 		}

@@ -116,17 +116,7 @@ var errOutputExists = fmt.Errorf("%w; export -o writes a new file (redirect stan
 
 // writeNewFile writes a new file at path with fill (fsync.NewFile).
 func writeNewFile(path string, fill func(io.Writer) error) error {
-	err := fsync.NewFile(path, func(tmp string) error {
-		f, err := os.OpenFile(tmp, os.O_WRONLY, 0)
-		if err != nil {
-			return err
-		}
-		err = fill(f)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		return err
-	})
+	err := fsync.NewFile(path, func(f *os.File) error { return fill(f) })
 	switch {
 	case errors.Is(err, fs.ErrExist):
 		return fmt.Errorf("%s: %w", path, errOutputExists)

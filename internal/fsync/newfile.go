@@ -1,39 +1,78 @@
 package fsync
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 )
 
-// NewFile creates dest through a temporary file in its directory: fill
-// writes the file at the temporary path, and only a complete file is
-// synced and linked into place, so dest is either absent or whole, and a
-// file that appears at dest meanwhile is not replaced. An existing dest is
-// an error (fs.ErrExist).
-func NewFile(dest string, fill func(tmp string) error) error {
+// NewFile creates dest whole or not at all. fill writes the new file
+// through f, open for reading and writing, before the file has its name;
+// only a complete file is synced and linked at dest. So dest is either
+// absent or whole, and a file that appears at dest meanwhile is not
+// replaced. An existing dest is an error (fs.ErrExist). NewFile closes f,
+// so fill must not.
+//
+// Where the file system can make a file without a name (O_TMPFILE on
+// Linux), a process that dies during fill leaves nothing behind. Elsewhere
+// the file is made under a hidden temporary name in dest's directory,
+// ".<name>.new-*", which such a process leaves.
+func NewFile(dest string, fill func(f *os.File) error) error {
+	return newFile(dest, fill, true)
+}
+
+// newFile is NewFile; unnamed false makes it use a temporary name even
+// where the file system could do without.
+func newFile(dest string, fill func(*os.File) error, unnamed bool) error {
 	if _, err := os.Lstat(dest); err == nil {
 		return fmt.Errorf("%s: %w", dest, fs.ErrExist)
 	}
 	dir := filepath.Dir(dest)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".new-*")
+	var p pendingFile
+	err := errNoUnnamedFiles
+	if unnamed {
+		p, err = createUnnamed(dir)
+	}
 	if err != nil {
+		if p, err = createNamed(dir, filepath.Base(dest)); err != nil {
+			return err
+		}
+	}
+	defer p.discard()
+	if err := fill(p.File); err != nil {
 		return err
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Close(); err != nil {
+	if err := p.Sync(); err != nil {
 		return err
 	}
-	if err := fill(tmp); err != nil {
-		return err
-	}
-	if err := Path(tmp); err != nil {
-		return err
-	}
-	if err := os.Link(tmp, dest); err != nil {
+	if err := p.link(dest); err != nil {
 		return err
 	}
 	return Path(dir)
+}
+
+// errNoUnnamedFiles is why NewFile uses a temporary name.
+var errNoUnnamedFiles = errors.New("files without a name are not supported here")
+
+// pendingFile is a file NewFile is making.
+type pendingFile struct {
+	*os.File
+	link    func(dest string) error // gives the file its name
+	discard func()                  // closes it, and removes any temporary name
+}
+
+// createNamed creates an empty file under a temporary name in dir.
+func createNamed(dir, base string) (pendingFile, error) {
+	f, err := os.CreateTemp(dir, "."+base+".new-*")
+	if err != nil {
+		return pendingFile{}, err
+	}
+	tmp := f.Name()
+	return pendingFile{
+		File:    f,
+		link:    func(dest string) error { return os.Link(tmp, dest) },
+		discard: func() { f.Close(); os.Remove(tmp) },
+	}, nil
 }

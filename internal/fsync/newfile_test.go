@@ -1,40 +1,122 @@
 package fsync
 
 import (
+	"bufio"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
 // TestNewFile checks that NewFile links a complete file into place, leaves
-// nothing behind when fill fails, and never replaces an existing file.
+// nothing behind when fill fails, and never replaces an existing file:
+// with a file made without a name, and with one made under a temporary
+// name.
 func TestNewFile(t *testing.T) {
+	for _, unnamed := range []bool{true, false} {
+		t.Run(map[bool]string{true: "unnamed", false: "named"}[unnamed], func(t *testing.T) {
+			dir := t.TempDir()
+			dest := filepath.Join(dir, "out")
+			write := func(content string) func(*os.File) error {
+				return func(f *os.File) error {
+					_, err := io.WriteString(f, content)
+					return err
+				}
+			}
+
+			failed := errors.New("fill failed")
+			if err := newFile(dest, func(*os.File) error { return failed }, unnamed); !errors.Is(err, failed) {
+				t.Fatalf("NewFile with a failing fill: %v, want its error", err)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Fatalf("a failed NewFile left %v behind", entries)
+			}
+
+			if err := newFile(dest, write("first"), unnamed); err != nil {
+				t.Fatal(err)
+			}
+			if err := newFile(dest, write("second"), unnamed); !errors.Is(err, fs.ErrExist) {
+				t.Fatalf("NewFile over an existing file: %v, want fs.ErrExist", err)
+			}
+			if got, err := os.ReadFile(dest); err != nil || string(got) != "first" {
+				t.Fatalf("dest holds %q, %v; want the first file, unchanged", got, err)
+			}
+			if fi, err := os.Stat(dest); err != nil || fi.Mode().Perm()&0o077 != 0 {
+				t.Fatalf("dest: %v, %v; want a file only its owner can read", fi.Mode(), err)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+				t.Fatalf("the directory holds %v, want only the new file", entries)
+			}
+		})
+	}
+}
+
+// TestNewFileAppearingMeanwhile checks that a file that appears at dest
+// while fill runs stays, and that NewFile then fails with fs.ErrExist.
+func TestNewFileAppearingMeanwhile(t *testing.T) {
+	for _, unnamed := range []bool{true, false} {
+		dest := filepath.Join(t.TempDir(), "out")
+		err := newFile(dest, func(f *os.File) error {
+			if err := os.WriteFile(dest, []byte("theirs"), 0o600); err != nil {
+				return err
+			}
+			_, err := io.WriteString(f, "ours")
+			return err
+		}, unnamed)
+		if !errors.Is(err, fs.ErrExist) {
+			t.Errorf("unnamed %v: NewFile when dest appeared meanwhile: %v, want fs.ErrExist", unnamed, err)
+		}
+		if got, _ := os.ReadFile(dest); string(got) != "theirs" {
+			t.Errorf("unnamed %v: dest holds %q, want the file that appeared meanwhile", unnamed, got)
+		}
+	}
+}
+
+// envKilledFill makes the test binary a process that dies during fill.
+const envKilledFill = "FSYNC_TEST_KILLED_FILL_DEST"
+
+// TestNewFileKilledDuringFill kills a process in the middle of NewFile's
+// fill: on Linux, nothing of the file may be left in the directory.
+func TestNewFileKilledDuringFill(t *testing.T) {
+	if dest := os.Getenv(envKilledFill); dest != "" {
+		_ = NewFile(dest, func(f *os.File) error {
+			if _, err := io.WriteString(f, "half a file"); err != nil {
+				return err
+			}
+			os.Stdout.WriteString("filling\n")
+			select {} // until killed
+		})
+		os.Exit(1)
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux makes files without a name; elsewhere a killed NewFile leaves its temporary file")
+	}
 	dir := t.TempDir()
-	dest := filepath.Join(dir, "out")
-	write := func(content string) func(string) error {
-		return func(tmp string) error { return os.WriteFile(tmp, []byte(content), 0o600) }
-	}
-
-	failed := errors.New("fill failed")
-	if err := NewFile(dest, func(string) error { return failed }); !errors.Is(err, failed) {
-		t.Fatalf("NewFile with a failing fill: %v, want its error", err)
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Fatalf("a failed NewFile left %v behind", entries)
-	}
-
-	if err := NewFile(dest, write("first")); err != nil {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNewFileKilledDuringFill$")
+	cmd.Env = append(os.Environ(), envKilledFill+"="+filepath.Join(dir, "out"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := NewFile(dest, write("second")); !errors.Is(err, fs.ErrExist) {
-		t.Fatalf("NewFile over an existing file: %v, want fs.ErrExist", err)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	if got, err := os.ReadFile(dest); err != nil || string(got) != "first" {
-		t.Fatalf("dest holds %q, %v; want the first file, unchanged", got, err)
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "filling\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("the child said %q, %v; want it to report that it is filling", line, err)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
-		t.Fatalf("the directory holds %v, want only the new file", entries)
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("during fill the directory holds %v, want nothing: the file has no name yet", entries)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("a process killed during fill left %v behind", entries)
 	}
 }

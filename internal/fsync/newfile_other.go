@@ -1,0 +1,6 @@
+//go:build !linux
+
+package fsync
+
+// createUnnamed fails: only Linux makes files without a name here.
+func createUnnamed(string) (pendingFile, error) { return pendingFile{}, errNoUnnamedFiles }
