@@ -60,11 +60,14 @@ The container is given by --container and a connection string, from
 or by --container-url, a URL with a SAS token that may read, list, write
 and create. --to-blob creates the container if it does not exist.
 
-Names are written in lower case, as the .NET and Java SDKs write them, unless
---namespace, --hub or --group give another spelling: the Go SDK's BlobStore
-is case-sensitive and finds only blobs spelled as its processor spells the
-names (azeventhubs.DefaultConsumerGroup is "$Default"). --from-blob reads
-every spelling and folds them, as the store does.
+The Go SDK's BlobStore is case-sensitive: a processor finds only blobs
+spelled exactly as it spells the names. The store keeps names in lower case,
+and --to-blob writes them so, except the consumer group $default, which it
+writes "$Default", as Go processors spell azeventhubs.DefaultConsumerGroup.
+Where your processors spell a name otherwise, give that spelling with
+--namespace, --hub or --group. --to-blob prints the spelling it writes, and
+refuses to write a group that the container holds in another spelling.
+--from-blob reads every spelling and folds them, as the store does.
 
 With --ownership, ownerships are copied too. Their owner ids are kept, but
 a store sets etags and times by its own clock, so on the blob side every
@@ -158,13 +161,48 @@ func (o *migrateOptions) containerClient(explicitCS bool) (*container.Client, st
 }
 
 // blobNames spells a group's names for the container: as the scope flags
-// spell them where given, else in the store's lower case.
+// spell them where given, else in the store's lower case, but for the
+// default consumer group, which Go processors spell "$Default".
 func (o *migrateOptions) blobNames(g *group) boltstore.Scope {
+	group := g.ConsumerGroup
+	if strings.EqualFold(group, azeventhubs.DefaultConsumerGroup) {
+		group = azeventhubs.DefaultConsumerGroup
+	}
 	return boltstore.Scope{
 		Namespace:     cmp.Or(o.scope.Namespace, g.Namespace),
 		EventHub:      cmp.Or(o.scope.EventHub, g.EventHub),
-		ConsumerGroup: cmp.Or(o.scope.ConsumerGroup, g.ConsumerGroup),
+		ConsumerGroup: cmp.Or(o.scope.ConsumerGroup, group),
 	}
+}
+
+// blobPrefix is the start of the names of a group's blobs.
+func blobPrefix(names boltstore.Scope) string {
+	return names.Namespace + "/" + names.EventHub + "/" + names.ConsumerGroup + "/"
+}
+
+// checkSpellings refuses to write groups that the container holds in
+// another spelling: each Go processor would read only one of the two.
+func (o *migrateOptions) checkSpellings(ctx context.Context, cc *container.Client, containerName string, groups []*group) error {
+	held, _, _, err := listBlobGroups(ctx, cc, containerName, boltstore.Scope{})
+	if bloberror.HasCode(err, bloberror.ContainerNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var clashes []string
+	for _, g := range groups {
+		names := o.blobNames(g)
+		for _, other := range held {
+			if other != names && foldScope(other) == foldScope(names) {
+				clashes = append(clashes, fmt.Sprintf("  %s: would write %s, the container holds %s", g, blobPrefix(names), blobPrefix(other)))
+			}
+		}
+	}
+	if len(clashes) > 0 {
+		return fmt.Errorf("refusing: container %s holds these groups in another spelling, and a Go processor reads only the one it spells:\n%s\nGive your processors' spelling with --namespace, --hub and --group, or delete the other blobs", containerName, strings.Join(clashes, "\n"))
+	}
+	return nil
 }
 
 func (o *migrateOptions) toBlobStore(ctx context.Context, a *app, file string, cc *container.Client, store *checkpoints.BlobStore, containerName string) error {
@@ -203,8 +241,14 @@ func (o *migrateOptions) toBlobStore(ctx context.Context, a *app, file string, c
 	if len(slashed) > 0 {
 		return fmt.Errorf("refusing: blob names join the namespace, event hub, consumer group and partition id with \"/\", so records whose names contain one would land on other records' blobs, and these do:\n%s\nLeave their groups out with --hub and --group", strings.Join(slashed, "\n"))
 	}
+	if err := o.checkSpellings(ctx, cc, containerName, groups); err != nil {
+		return err
+	}
+	toContainer := func(g *group) string {
+		return fmt.Sprintf("to container %s as %s", containerName, blobPrefix(o.blobNames(g)))
+	}
 	if o.edit.dryRun {
-		return o.report(a.stdout, "would copy", groups, "to container "+containerName)
+		return o.report(a.stdout, "would copy", groups, toContainer)
 	}
 	if err := ensureContainer(ctx, a, cc, containerName); err != nil {
 		return err
@@ -234,7 +278,7 @@ func (o *migrateOptions) toBlobStore(ctx context.Context, a *app, file string, c
 			}
 		}
 	}
-	return o.report(a.stdout, "copied", groups, "to container "+containerName)
+	return o.report(a.stdout, "copied", groups, toContainer)
 }
 
 // ensureContainer creates the container if it does not exist yet; the
@@ -286,15 +330,15 @@ func claimBlobOwnerships(ctx context.Context, store *checkpoints.BlobStore, g *g
 	return nil
 }
 
-// report prints per group what migrate copied, or would copy.
-func (o *migrateOptions) report(w io.Writer, verb string, groups []*group, where string) error {
+// report prints per group what migrate copied, or would copy, and where.
+func (o *migrateOptions) report(w io.Writer, verb string, groups []*group, where func(*group) string) error {
 	for _, g := range groups {
 		ownerships, checkpoints := g.counts()
 		what := fmt.Sprintf("%d checkpoint(s)", checkpoints)
 		if o.ownership {
 			what += fmt.Sprintf(" and %d ownership(s)", ownerships)
 		}
-		if _, err := fmt.Fprintf(w, "%s %s of %s %s\n", verb, what, g, where); err != nil {
+		if _, err := fmt.Fprintf(w, "%s %s of %s %s\n", verb, what, g, where(g)); err != nil {
 			return err
 		}
 	}
@@ -308,36 +352,9 @@ const blobLayoutParts = 5
 func (o *migrateOptions) fromBlobStore(ctx context.Context, a *app, file string, cc *container.Client, store *checkpoints.BlobStore, containerName string) error {
 	// The BlobStore lists one consumer group at a time; the groups come
 	// from the blob names, spelled as they are in the container.
-	var groupNames []boltstore.Scope
-	modified := map[string]time.Time{}
-	ignored := 0
-	wanted := foldScope(o.scope)
-	pager := cc.NewListBlobsFlatPager(nil)
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return fmt.Errorf("listing container %s: %w", containerName, err)
-		}
-		for _, item := range page.Segment.BlobItems {
-			parts := strings.Split(*item.Name, "/")
-			if len(parts) != blobLayoutParts || (parts[3] != "checkpoint" && parts[3] != "ownership") || slices.Contains(parts, "") {
-				ignored++
-				continue
-			}
-			names := boltstore.Scope{Namespace: parts[0], EventHub: parts[1], ConsumerGroup: parts[2]}
-			folded := foldScope(names)
-			if (wanted.Namespace != "" && wanted.Namespace != folded.Namespace) ||
-				(wanted.EventHub != "" && wanted.EventHub != folded.EventHub) ||
-				(wanted.ConsumerGroup != "" && wanted.ConsumerGroup != folded.ConsumerGroup) {
-				continue
-			}
-			if !slices.Contains(groupNames, names) {
-				groupNames = append(groupNames, names)
-			}
-			if item.Properties != nil && item.Properties.LastModified != nil {
-				modified[*item.Name] = item.Properties.LastModified.UTC()
-			}
-		}
+	groupNames, modified, ignored, err := listBlobGroups(ctx, cc, containerName, o.scope)
+	if err != nil {
+		return err
 	}
 	if ignored > 0 {
 		fmt.Fprintf(a.stderr, "ehcheckpoints: ignored %d blob(s) in container %s that are not in the checkpoint layout\n", ignored, containerName)
@@ -378,7 +395,44 @@ func (o *migrateOptions) fromBlobStore(ctx context.Context, a *app, file string,
 	} else if err := s.PutRecords(ctx, records, o.edit.unchanged(targets)...); err != nil {
 		return err
 	}
-	return o.report(a.stdout, verb, groups, "from container "+containerName)
+	return o.report(a.stdout, verb, groups, func(*group) string { return "from container " + containerName })
+}
+
+// listBlobGroups lists the groups in scope that a container holds
+// checkpoints or ownerships of, spelled as their blob names spell them,
+// with each blob's last modification by name, and counts the blobs that
+// are not in the checkpoint layout.
+func listBlobGroups(ctx context.Context, cc *container.Client, containerName string, scope boltstore.Scope) (groupNames []boltstore.Scope, modified map[string]time.Time, ignored int, err error) {
+	modified = map[string]time.Time{}
+	wanted := foldScope(scope)
+	pager := cc.NewListBlobsFlatPager(nil)
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("listing container %s: %w", containerName, err)
+		}
+		for _, item := range page.Segment.BlobItems {
+			parts := strings.Split(*item.Name, "/")
+			if len(parts) != blobLayoutParts || (parts[3] != "checkpoint" && parts[3] != "ownership") || slices.Contains(parts, "") {
+				ignored++
+				continue
+			}
+			names := boltstore.Scope{Namespace: parts[0], EventHub: parts[1], ConsumerGroup: parts[2]}
+			folded := foldScope(names)
+			if (wanted.Namespace != "" && wanted.Namespace != folded.Namespace) ||
+				(wanted.EventHub != "" && wanted.EventHub != folded.EventHub) ||
+				(wanted.ConsumerGroup != "" && wanted.ConsumerGroup != folded.ConsumerGroup) {
+				continue
+			}
+			if !slices.Contains(groupNames, names) {
+				groupNames = append(groupNames, names)
+			}
+			if item.Properties != nil && item.Properties.LastModified != nil {
+				modified[*item.Name] = item.Properties.LastModified.UTC()
+			}
+		}
+	}
+	return groupNames, modified, ignored, nil
 }
 
 // readBlobGroups reads the checkpoints and ownerships of the groups through
@@ -400,7 +454,7 @@ func readBlobGroups(ctx context.Context, store *checkpoints.BlobStore, groupName
 	}
 	for _, names := range groupNames {
 		folded := foldScope(names)
-		prefix := names.Namespace + "/" + names.EventHub + "/" + names.ConsumerGroup + "/"
+		prefix := blobPrefix(names)
 		cps, err := store.ListCheckpoints(ctx, names.Namespace, names.EventHub, names.ConsumerGroup, nil)
 		if err != nil {
 			return nil, fmt.Errorf("listing the checkpoints of %s: %w", prefix, err)

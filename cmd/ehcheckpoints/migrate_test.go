@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2/checkpoints"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 	"github.com/ehcheckpoints/boltstore/internal/azurite"
@@ -77,7 +79,7 @@ func TestMigrateRoundTrip(t *testing.T) {
 	}
 
 	r = migrate(t, 0, source, "--to-blob", "--container", "checkpoints", "--ownership", "--dry-run")
-	if !strings.Contains(r.stdout, "would copy 4 checkpoint(s) and 4 ownership(s) of alpha.servicebus.windows.net/orders/$default to container checkpoints") {
+	if !strings.Contains(r.stdout, "would copy 4 checkpoint(s) and 4 ownership(s) of alpha.servicebus.windows.net/orders/$default to container checkpoints as alpha.servicebus.windows.net/orders/$Default/\n") {
 		t.Errorf("dry run: %s", r.stdout)
 	}
 	cc, err := container.NewClientFromConnectionString(az.ConnectionString(), "checkpoints", nil)
@@ -91,13 +93,25 @@ func TestMigrateRoundTrip(t *testing.T) {
 	migrate(t, 0, source, "--to-blob", "--container", "checkpoints", "--ownership")
 	// Again, now over the blobs' etags.
 	migrate(t, 0, source, "--to-blob", "--container", "checkpoints", "--ownership")
+	// The default group is spelled as Go processors spell it.
 	var want []string
 	for _, row := range exportRows(t, source) {
-		want = append(want, strings.Join([]string{row.Namespace, row.EventHub, row.ConsumerGroup, string(row.Type), row.PartitionID}, "/"))
+		group := strings.ReplaceAll(row.ConsumerGroup, "$default", azeventhubs.DefaultConsumerGroup)
+		want = append(want, strings.Join([]string{row.Namespace, row.EventHub, group, string(row.Type), row.PartitionID}, "/"))
 	}
 	slices.Sort(want)
 	if got := blobNames(t, cc); !slices.Equal(got, want) {
 		t.Errorf("blobs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// A Go processor, through the official store, finds them.
+	blobStore, err := checkpoints.NewBlobStore(cc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps, err := blobStore.ListCheckpoints(t.Context(), "alpha.servicebus.windows.net", "orders", azeventhubs.DefaultConsumerGroup, nil)
+	if err != nil || len(cps) != 4 {
+		t.Errorf("the BlobStore lists %d checkpoints of the default group (%v), want 4", len(cps), err)
 	}
 
 	// The copied ownerships are fresh on the Blob side, so they count as
@@ -143,13 +157,28 @@ func TestMigrateRoundTrip(t *testing.T) {
 	}
 
 	// The scope flags spell the blob names, for the case-sensitive Go SDK.
-	migrate(t, 0, source, "--to-blob", "--container", "spelled", "-n", "alpha.servicebus.windows.net", "--hub", "orders", "--group", "$Default")
+	r = migrate(t, 0, source, "--to-blob", "--container", "spelled", "-n", "alpha.servicebus.windows.net", "--hub", "Orders", "--group", "Billing")
+	if !strings.Contains(r.stdout, "to container spelled as alpha.servicebus.windows.net/Orders/Billing/\n") {
+		t.Errorf("migrate --hub Orders --group Billing: %s", r.stdout)
+	}
 	ccSpelled, err := container.NewClientFromConnectionString(az.ConnectionString(), "spelled", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := blobNames(t, ccSpelled); len(got) != 4 || !strings.HasPrefix(got[0], "alpha.servicebus.windows.net/orders/$Default/checkpoint/") {
-		t.Errorf("blobs for --group $Default: %v", got)
+	spelled := blobNames(t, ccSpelled)
+	if len(spelled) != 4 || !strings.HasPrefix(spelled[0], "alpha.servicebus.windows.net/Orders/Billing/checkpoint/") {
+		t.Errorf("blobs for --hub Orders --group Billing: %v", spelled)
+	}
+	// Another spelling of the same group would leave processors two
+	// disagreeing copies: refused, even as a dry run, and nothing written.
+	for _, dry := range []string{"--dry-run", "--force"} {
+		r = migrate(t, 1, source, "--to-blob", "--container", "spelled", "-n", "alpha.servicebus.windows.net", "--hub", "orders", "--group", "billing", dry)
+		if !strings.Contains(r.stderr, "would write alpha.servicebus.windows.net/orders/billing/, the container holds alpha.servicebus.windows.net/Orders/Billing/") {
+			t.Errorf("migrate in another spelling (%s): %s", dry, r.stderr)
+		}
+	}
+	if got := blobNames(t, ccSpelled); !slices.Equal(got, spelled) {
+		t.Errorf("after the refused migrations the container holds %v, want %v", got, spelled)
 	}
 }
 
