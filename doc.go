@@ -91,8 +91,8 @@
 // and faults on damaged pages are contained. A file damaged when it is
 // opened gives ErrCorrupt naming the file, never wrong data. When the store
 // reopens a file it had let go of, it repeats these checks if something
-// other than a commit changed the file meanwhile (size or modification time
-// moved, transaction id did not). Damage written while the store holds the
+// other than a commit changed the file meanwhile (size, modification or
+// change time moved, transaction id did not). Damage written while the store holds the
 // file, or alongside another process's commits, is caught only as far as
 // record checksums reach. Salvage copies what is intact out of a damaged
 // file.

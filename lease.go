@@ -70,7 +70,8 @@ type lease struct {
 type fileState struct {
 	size  int64
 	mtime time.Time
-	txid  uint64 // of the newest valid meta page
+	ctime time.Time // the inode's change time, where the system tells it
+	txid  uint64    // of the newest valid meta page
 }
 
 func observeFile(f *os.File) (fileState, bool) {
@@ -82,13 +83,15 @@ func observeFile(f *os.File) (fileState, bool) {
 	if meta == nil {
 		return fileState{}, false
 	}
-	return fileState{size: info.Size(), mtime: info.ModTime(), txid: metaTxID(meta)}, true
+	return fileState{size: info.Size(), mtime: info.ModTime(), ctime: changeTime(info), txid: metaTxID(meta)}, true
 }
 
 // changedOutsideCommits reports whether the file went from was to now in a
-// way no commit explains: its size or modification time changed while its
-// transaction id did not advance. A commit by another process advances the
-// id; a disk or a program writing into the file does not. Open verified the
+// way no commit explains: its size, modification time or change time
+// changed while its transaction id did not advance. A commit by another
+// process advances the id; a disk or a program writing into the file does
+// not. A program can put the modification time back, but not the change
+// time, which every write and every change of times moves. Open verified the
 // file, and every commit since came from bbolt, so only such a change needs
 // the file verified again.
 func (was fileState) changedOutsideCommits(now fileState) bool {
