@@ -54,6 +54,9 @@ func openBolt(path string, f *os.File, readOnly, recoverTorn bool) (db *bolt.DB,
 			OpenFile:     func(string, int, os.FileMode) (*os.File, error) { return f, nil },
 			FreelistType: bolt.FreelistMapType,
 			ReadOnly:     readOnly,
+			// A read-only DB otherwise loads its freelist in Check, unlocked,
+			// while other read transactions of the DB may use it.
+			PreLoadFreelist: readOnly,
 		})
 		if err != nil {
 			return classifyOpenError(path, err)

@@ -203,3 +203,38 @@ func TestWaitingWriterGoesBeforeReaders(t *testing.T) {
 		t.Fatalf("the read beside the waiting writer gave %+v, want the write it waited for", got)
 	}
 }
+
+// TestReadOnlyCheckAlongsideReads runs Check on a read-only store while
+// other calls read, on a DB the store has just reopened: bbolt must not
+// load the freelist in Check, unlocked, while those reads use it (the race
+// detector tells).
+func TestReadOnlyCheckAlongsideReads(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	w := openTestStore(t, path, nil)
+	if _, err := w.ClaimOwnership(ctx, []azeventhubs.Ownership{ownership("0", "processor", nil)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := openTestStore(t, path, &Options{ReadOnly: true, IdleRelease: time.Millisecond})
+	for range 10 {
+		time.Sleep(5 * time.Millisecond) // the store lets go of the file
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range 20 {
+					if owned, err := r.ListOwnership(ctx, testNS, testHub, testGroup, nil); err != nil || len(owned) != 1 {
+						t.Errorf("ListOwnership: %+v, %v", owned, err)
+						return
+					}
+				}
+			})
+		}
+		if err := r.Check(ctx); err != nil {
+			t.Errorf("Check: %v", err)
+		}
+		wg.Wait()
+	}
+}
