@@ -41,7 +41,8 @@ type Record struct {
 	LastModifiedTime time.Time
 
 	// Checkpoint records. WrittenAt is when the store wrote the checkpoint,
-	// by its clock.
+	// by its clock. PutRecords stores both times as given, so it refuses a
+	// zero one (Validate).
 	Offset         *string
 	SequenceNumber *int64
 	WrittenAt      time.Time
@@ -464,9 +465,9 @@ func (s *Store) deleteScope(w *writeTx, scope Scope) (int, error) {
 
 // Check verifies the whole file: bbolt's page structure, the record buckets,
 // and the checksum and encoding of every record. It returns nil for a
-// healthy file, or the problems found (at most maxCheckProblems), each an
-// ErrCorrupt naming the file, joined with errors.Join. Writes wait while it
-// runs; reads do not.
+// healthy file, or the problems found (the first 100), each an ErrCorrupt
+// naming the file, joined with errors.Join. Writes wait while it runs;
+// reads do not.
 func (s *Store) Check(ctx context.Context) error {
 	var problems []error
 	err := s.viewAlone(ctx, func(tx *bolt.Tx) error {
@@ -582,7 +583,8 @@ func (s *Store) UndoneCommit() (txid uint64, ok bool) {
 	return s.lease.undone, s.lease.undone != 0
 }
 
-// maxCheckProblems bounds Check's report on a badly damaged file.
+// maxCheckProblems bounds Check's report on a badly damaged file; Check's
+// documentation gives its value.
 const maxCheckProblems = 100
 
 // Backup writes a consistent copy of the store to dest, a path that must

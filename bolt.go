@@ -34,8 +34,11 @@ func openBolt(path string, f *os.File, readOnly, recoverTorn bool) (db *bolt.DB,
 		return nil, 0, err
 	}
 	if info.Size() == 0 {
+		// Not taken for a new store: the store creates its files whole, so
+		// an empty one was made by someone else, or emptied by damage, and
+		// starting afresh would lose every checkpoint without a word.
 		f.Close()
-		return nil, 0, corruptError(path, "the file is empty")
+		return nil, 0, fmt.Errorf("%s: %w: the file is empty, and a store file never is: if you created it empty, remove it and the store creates it; if it held checkpoints, restore it from a backup", path, ErrCorrupt)
 	}
 	if recoverTorn || readOnly {
 		if undone, err = recoverTornCommit(path, f, readOnly); err != nil {

@@ -12,7 +12,9 @@ import (
 // owner since the caller read it. It closes the gap between a tool's
 // reading the file, deciding that nobody owns a partition, and writing:
 // a processor that claims or renews the partition meanwhile makes the
-// edit fail with ErrChanged instead of being overwritten by it.
+// edit fail with ErrChanged instead of being overwritten by it. Make one
+// with OwnershipsAsRead; the zero Unchanged names no partition and always
+// holds.
 type Unchanged struct {
 	partitions []readOwnership
 	index      map[string]int // by partitionRef

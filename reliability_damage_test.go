@@ -893,10 +893,11 @@ func relDamageRun(path string, open func(string) (*Store, error), c relDamageCas
 	var errs []string
 	// allowed reports whether err is a failure the store may give for a
 	// damaged file, and notes it: it names the file, and an ErrCorrupt
-	// says what to do (Check's own report need not tell to run check).
+	// says what to do: run check, or, where nothing is left to check,
+	// restore a backup (Check's own report need not tell to run check).
 	allowed := func(op string, err error) bool {
 		msg := err.Error()
-		advice := op == "Check" || strings.Contains(msg, "ehcheckpoints check")
+		advice := op == "Check" || strings.Contains(msg, "ehcheckpoints check") || strings.Contains(msg, "restore it from a backup")
 		ok := strings.Contains(msg, path) &&
 			(errors.Is(err, ErrCorrupt) && advice || errors.Is(err, ErrUnsupportedFormat))
 		if !ok {

@@ -149,8 +149,9 @@ func TestSalvageRefusesForeignFiles(t *testing.T) {
 }
 
 // TestEmptyFileIsDamagedToOpenAndSalvage: a store file cut to nothing is
-// damage to Open, and Salvage says the same rather than calling it a
-// foreign file.
+// damage to Open, which says how to start afresh if it was made empty on
+// purpose, and leaves it empty; Salvage says the same rather than calling
+// it a foreign file.
 func TestEmptyFileIsDamagedToOpenAndSalvage(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "empty.db")
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
@@ -160,7 +161,10 @@ func TestEmptyFileIsDamagedToOpenAndSalvage(t *testing.T) {
 	if err == nil {
 		s.Close()
 	}
-	assertError(t, err, ErrCorrupt, path, "the file is empty")
+	assertError(t, err, ErrCorrupt, path, "if you created it empty, remove it")
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 0 {
+		t.Fatalf("after Open the empty file is %v, %v; want it left empty", fi, err)
+	}
 	_, _, err = Salvage(context.Background(), path)
 	assertError(t, err, ErrCorrupt, path, "the file is empty")
 }

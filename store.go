@@ -91,11 +91,12 @@ type Store struct {
 // Open opens the store file at path, creating it (mode 0600) if it does not
 // exist. It fails with ErrUnsupportedFormat for a file that is not a
 // boltstore file or comes from a newer version, with ErrCorrupt for a
-// damaged one, and with ErrLockTimeout if another process keeps the file
-// locked. Open verifies the file's page structure and every record's
-// checksum, which takes time in proportion to its size. A file of an older
-// boltstore (format 1 or 2) is converted to the current layout in one
-// durable commit, after which older boltstores refuse it.
+// damaged one or an empty one (which Open does not take for a new store),
+// and with ErrLockTimeout if another process keeps the file locked. Open
+// verifies the file's page structure and every record's checksum, which
+// takes time in proportion to its size. A file of an older boltstore
+// (format 1 or 2) is converted to the current layout in one durable
+// commit, after which older boltstores refuse it.
 func Open(path string, opts *Options) (*Store, error) {
 	return OpenContext(context.Background(), path, opts)
 }
@@ -106,6 +107,9 @@ func Open(path string, opts *Options) (*Store, error) {
 // had ended when it was called. The verification that follows the wait
 // runs to its end.
 func OpenContext(ctx context.Context, path string, opts *Options) (*Store, error) {
+	if path == "" {
+		return nil, fmt.Errorf("boltstore: Open: %w: the path is empty", ErrInvalidArgument)
+	}
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, fileError(path, err)
@@ -196,7 +200,10 @@ func (s *Store) Path() string { return s.path }
 
 // Close commits queued writes, waits for running calls, and releases the
 // file. Calls after Close, and reads still waiting for another process to
-// hand the file over, fail with ErrClosed. Close is safe to call twice.
+// hand the file over, fail with ErrClosed. Writes still waiting for the
+// file are not dropped: Close waits with them, each up to its LockTimeout
+// or the end of its context, so cancel those contexts to close sooner.
+// Close is safe to call twice.
 func (s *Store) Close() error {
 	s.committer.close()
 	s.lease.close()

@@ -793,3 +793,15 @@ func TestConcurrentOpensCreateOneFile(t *testing.T) {
 		t.Errorf("ListCheckpoints: %d checkpoints, %v; want one from each store", len(cps), err)
 	}
 }
+
+// TestOpenRefusesAnEmptyPath: an empty path is a caller's mistake, not a
+// file to create in the working directory.
+func TestOpenRefusesAnEmptyPath(t *testing.T) {
+	s, err := Open("", nil)
+	if err == nil {
+		s.Close()
+	}
+	if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "path is empty") {
+		t.Fatalf("Open(\"\"): %v, want ErrInvalidArgument saying the path is empty", err)
+	}
+}
