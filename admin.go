@@ -583,6 +583,15 @@ func (s *Store) UndoneCommit() (txid uint64, ok bool) {
 	return s.lease.undone, s.lease.undone != 0
 }
 
+// ConvertedFrom reports that Open found the file in the layout of an older
+// boltstore, format (1 or 2), and converted it to the current one, after
+// which older boltstores refuse the file. ok is false if it did not.
+func (s *Store) ConvertedFrom() (format int, ok bool) {
+	s.lease.mu.Lock()
+	defer s.lease.mu.Unlock()
+	return int(s.lease.convertedFrom), s.lease.convertedFrom != 0
+}
+
 // maxCheckProblems bounds Check's report on a badly damaged file; Check's
 // documentation gives its value.
 const maxCheckProblems = 100

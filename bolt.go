@@ -21,34 +21,35 @@ import (
 
 // openBolt opens bbolt on f, which already holds the flock, checks that
 // the file is a boltstore file of a format this version reads, and
-// converts a file of an older layout (migrateLayout). With
-// recoverTorn it first falls back from a commit that did not reach the disk
-// whole, returning its transaction id as undone, and syncs the file
-// (recoverTornCommit). bbolt panics on some damaged files; the panic
-// becomes ErrCorrupt. readOnly opens it for reading on a read-only f: a
-// torn commit or an older layout, which need a write, is then ErrReadOnly.
-func openBolt(path string, f *os.File, readOnly, recoverTorn bool) (db *bolt.DB, undone uint64, err error) {
+// converts a file of an older layout (migrateLayout), reporting its format
+// as convertedFrom. With recoverTorn it first falls back from a commit that
+// did not reach the disk whole, reporting its transaction id as undone,
+// and syncs the file (recoverTornCommit). bbolt panics on some damaged
+// files; the panic becomes ErrCorrupt. readOnly opens it for reading on a
+// read-only f: a torn commit or an older layout, which need a write, is
+// then ErrReadOnly, and the older layout also ErrOlderFormat.
+func openBolt(path string, f *os.File, readOnly, recoverTorn bool) (db *bolt.DB, report openReport, err error) {
 	info, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, 0, err
+		return nil, openReport{}, err
 	}
 	if info.Size() == 0 {
 		// Not taken for a new store: the store creates its files whole, so
 		// an empty one was made by someone else, or emptied by damage, and
 		// starting afresh would lose every checkpoint without a word.
 		f.Close()
-		return nil, 0, fmt.Errorf("%s: %w: the file is empty, and a store file never is: if you created it empty, remove it and the store creates it; if it held checkpoints, restore it from a backup", path, ErrCorrupt)
+		return nil, openReport{}, fmt.Errorf("%s: %w: the file is empty, and a store file never is: if you created it empty, remove it and the store creates it; if it held checkpoints, restore it from a backup", path, ErrCorrupt)
 	}
 	if recoverTorn || readOnly {
-		if undone, err = recoverTornCommit(path, f, readOnly); err != nil {
+		if report.undone, err = recoverTornCommit(path, f, readOnly); err != nil {
 			f.Close()
-			return nil, 0, withUndone(err, undone)
+			return nil, openReport{}, withUndone(err, report.undone)
 		}
 	}
 	if err := checkHeader(path, f, info.Size()); err != nil {
 		f.Close()
-		return nil, 0, withUndone(err, undone)
+		return nil, openReport{}, withUndone(err, report.undone)
 	}
 	err = contain(path, func() error {
 		db, err = bolt.Open(path, 0o600, &bolt.Options{
@@ -73,8 +74,9 @@ func openBolt(path string, f *os.File, readOnly, recoverTorn bool) (db *bolt.DB,
 		case err != nil || version == formatVersion:
 			return err
 		case readOnly:
-			return fmt.Errorf("%s: %w: the file has the layout of an older boltstore (format %d), which opening it with write access once converts", path, ErrReadOnly, version)
+			return fmt.Errorf("%s: %w: %w (format %d), which opening it with write access once converts, after which older boltstores refuse it", path, ErrReadOnly, ErrOlderFormat, version)
 		}
+		report.convertedFrom = version
 		return migrateLayout(path, db, f, version)
 	})
 	if err != nil {
@@ -83,9 +85,15 @@ func openBolt(path string, f *os.File, readOnly, recoverTorn bool) (db *bolt.DB,
 		} else {
 			f.Close()
 		}
-		return nil, 0, withUndone(err, undone)
+		return nil, openReport{}, withUndone(err, report.undone)
 	}
-	return db, undone, nil
+	return db, report, nil
+}
+
+// openReport is what opening a file did to it besides opening it.
+type openReport struct {
+	undone        uint64 // the incomplete commit it undid, 0 if none
+	convertedFrom byte   // the older format it converted, 0 if none
 }
 
 // bbolt's meta page, as far as checkHeader reads it: after the 16-byte page

@@ -26,6 +26,12 @@ var ErrUnsupportedFormat = errors.New("boltstore: unsupported file format")
 // read the file again and decide anew.
 var ErrChanged = errors.New("boltstore: ownership changed since it was read")
 
+// ErrOlderFormat reports a file in the layout of an older boltstore, which
+// a store opened with Options.ReadOnly cannot read; it comes with
+// ErrReadOnly. A writable Open converts the file (Store.ConvertedFrom),
+// after which older boltstores refuse it.
+var ErrOlderFormat = errors.New("boltstore: the file has the layout of an older boltstore")
+
 // ErrReadOnly reports a write to a store opened with Options.ReadOnly, or a
 // file that needs a write before it can be read: one whose last commit did
 // not reach the disk whole, or one of an older layout. Opening it once with

@@ -63,6 +63,9 @@ type lease struct {
 	// undone is the last commit an open found incomplete and undid (0:
 	// none).
 	undone uint64
+	// convertedFrom is the older format the first open converted (0:
+	// none); later opens find the current one.
+	convertedFrom byte
 }
 
 // fileState is what the lease notes of the file when it lets go, to tell
@@ -161,7 +164,7 @@ func (l *lease) acquire(ctx context.Context, deadline time.Time) (*bolt.DB, erro
 // open takes the flock and opens the DB for acquire. left is the file as
 // the lease last let go of it, nil if unknown.
 func (l *lease) open(ctx context.Context, deadline, notBefore time.Time, left *fileState) (*bolt.DB, error) {
-	db, file, undone, err := l.lockAndOpen(ctx, deadline, notBefore, left)
+	db, file, report, err := l.lockAndOpen(ctx, deadline, notBefore, left)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.acquiring = false
@@ -169,8 +172,11 @@ func (l *lease) open(ctx context.Context, deadline, notBefore time.Time, left *f
 	if err != nil {
 		return nil, err
 	}
-	if undone != 0 {
-		l.undone = undone
+	if report.undone != 0 {
+		l.undone = report.undone
+	}
+	if report.convertedFrom != 0 {
+		l.convertedFrom = report.convertedFrom
 	}
 	if l.isClosing() {
 		// Close ran while the lock was being taken.
@@ -189,16 +195,16 @@ func lockTimeoutError(path string) error {
 
 // lockAndOpen waits for the flock, announcing itself as a waiter while it
 // polls, and then opens bbolt on the locked descriptor, verifying the whole
-// file first if it changed outside commits since left. It also returns the
-// incomplete commit that opening undid, 0 if none (openBolt).
-func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, left *fileState) (*bolt.DB, *os.File, uint64, error) {
+// file first if it changed outside commits since left. It also reports
+// what opening did to the file (openBolt).
+func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, left *fileState) (*bolt.DB, *os.File, openReport, error) {
 	flag := os.O_RDWR
 	if l.readOnly {
 		flag = os.O_RDONLY
 	}
 	f, err := os.OpenFile(l.path, flag, 0)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, openReport{}, err
 	}
 	err = waitForFlock(ctx, l.closing, f, l.readOnly, deadline, notBefore)
 	if err == nil && l.isClosing() {
@@ -206,22 +212,22 @@ func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, 
 	}
 	if err != nil {
 		f.Close()
-		return nil, nil, 0, err
+		return nil, nil, openReport{}, err
 	}
 	now, known := observeFile(f)
 	// A file as this lease left it after commits it synced needs no
 	// recovery; any other may hold another process's unsynced commit.
-	db, undone, err := openBolt(l.path, f, l.readOnly, left == nil || !known || *left != now)
+	db, report, err := openBolt(l.path, f, l.readOnly, left == nil || !known || *left != now)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, openReport{}, err
 	}
 	if left != nil && known && left.changedOutsideCommits(now) {
 		if err := contain(l.path, func() error { return db.View(l.verify) }); err != nil {
 			_ = db.Close()
-			return nil, nil, 0, withUndone(err, undone)
+			return nil, nil, openReport{}, withUndone(err, report.undone)
 		}
 	}
-	return db, f, undone, nil
+	return db, f, report, nil
 }
 
 // isClosing reports whether close has begun. Callers that hold mu see it

@@ -158,14 +158,17 @@ func TestNestedLayoutIsConvertedAtOpen(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := Open(path, &Options{ReadOnly: true}); !errors.Is(err, ErrReadOnly) {
-				t.Fatalf("read-only Open of format %d: %v, want ErrReadOnly", version, err)
+			if _, err := Open(path, &Options{ReadOnly: true}); !errors.Is(err, ErrReadOnly) || !errors.Is(err, ErrOlderFormat) {
+				t.Fatalf("read-only Open of format %d: %v, want ErrReadOnly and ErrOlderFormat", version, err)
 			}
 			if now, err := os.ReadFile(path); err != nil || !bytes.Equal(now, legacy) {
 				t.Fatalf("the read-only Open changed the file (%v)", err)
 			}
 
 			s := openTestStore(t, path, nil)
+			if from, ok := s.ConvertedFrom(); !ok || from != int(version) {
+				t.Errorf("ConvertedFrom after opening format %d: %d, %v", version, from, ok)
+			}
 			got, err := s.Records(ctx, Scope{})
 			if err != nil {
 				t.Fatal(err)
@@ -186,6 +189,9 @@ func TestNestedLayoutIsConvertedAtOpen(t *testing.T) {
 				t.Fatalf("after the conversion: format %d, buckets %v; want %d, [boltstore c g o]", v, buckets, formatVersion)
 			}
 			s = openTestStore(t, path, nil)
+			if from, ok := s.ConvertedFrom(); ok {
+				t.Errorf("ConvertedFrom after opening the converted file again: %d, want none", from)
+			}
 			seq := int64(99)
 			if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
 				t.Fatalf("SetCheckpoint on the converted file: %v", err)
