@@ -14,8 +14,9 @@ import (
 
 // TestReadVerbsOnAFileWithoutWriteAccess: an operator who may read a store
 // file but not write it (a processor's file owned by its service user)
-// can still inspect it: the reading verbs open it read-only. Editing verbs
-// fail for want of access, and nothing changes the file. As root, which
+// can still inspect it: the reading verbs, and the editing verbs with
+// --dry-run, open it read-only. Editing verbs fail for want of access, and
+// nothing changes the file. As root, which
 // may write anything, the binary runs as nobody; otherwise the file and
 // its directory lose their write permission.
 func TestReadVerbsOnAFileWithoutWriteAccess(t *testing.T) {
@@ -36,6 +37,14 @@ func TestReadVerbsOnAFileWithoutWriteAccess(t *testing.T) {
 		}
 	}
 	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	input := filepath.Join(dir, "input.jsonl")
+	sample, err := os.ReadFile(filepath.Join("testdata", "sample.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(input, sample, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var credential *syscall.Credential
@@ -73,6 +82,8 @@ func TestReadVerbsOnAFileWithoutWriteAccess(t *testing.T) {
 		{[]string{"show", path, "--hub", "payments"}, "myns.servicebus.windows.net / payments / billing"},
 		{[]string{"check", path}, "ok: " + path},
 		{[]string{"export", path}, `"partitionId":"10"`},
+		{[]string{"set", path, "--hub", "payments", "--partition", "1", "--sequence", "9", "--dry-run"}, "would set"},
+		{[]string{"import", path, input, "--dry-run", "--force"}, "would import"},
 	} {
 		stdout, stderr, err := run(c.args...)
 		if err != nil || !strings.Contains(stdout, c.want) {

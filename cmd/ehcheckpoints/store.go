@@ -54,11 +54,16 @@ func openStore(ctx context.Context, path string, use fileUse) (*boltstore.Store,
 // openDestination opens the store file that import and migrate write
 // into, creating it unless dryRun, and returns its records. With dryRun a
 // missing file reads as an empty store and is not created; s is then nil.
+// A dry run only reads, so it also works on a file the user may not write.
 func openDestination(ctx context.Context, path string, dryRun bool) (s *boltstore.Store, existing []boltstore.Record, err error) {
-	if _, err := os.Stat(path); dryRun && errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
+	use := createFile
+	if dryRun {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, nil
+		}
+		use = readFile
 	}
-	if s, err = openStore(ctx, path, createFile); err != nil {
+	if s, err = openStore(ctx, path, use); err != nil {
 		return nil, nil, err
 	}
 	if existing, err = s.Records(ctx, boltstore.Scope{}); err != nil {
