@@ -29,7 +29,7 @@ func TestGolden(t *testing.T) {
 		{"ls", 0, []string{"ls", path}},
 		{"ls-json", 0, []string{"ls", path, "--json", "--hub", "payments"}},
 		{"set-dry-run", 0, []string{"set", path, "--hub", "payments", "--all", "--sequence", "3", "--offset", "300", "--dry-run"}},
-		{"set-dry-run-spaced-ids", 0, []string{"set", path, "--hub", "payments", "-p", " 0, 1", "--sequence", "3", "--dry-run"}},
+		{"set-dry-run-spaced-ids", 0, []string{"set", path, "--hub", "payments", "-p", " 0, 1", "-p", "1,0", "--sequence", "3", "--dry-run"}},
 		{"set-refused", 1, []string{"set", path, "--hub", "orders", "-n", "myns.servicebus.windows.net", "--all", "--sequence", "3"}},
 		{"set-ambiguous", 1, []string{"set", path, "--partition", "0", "--sequence", "3"}},
 		{"reset-dry-run", 0, []string{"reset", path, "--all", "--hub", "orders", "--force", "--dry-run"}},

@@ -395,18 +395,34 @@ func (o *selectOptions) resolve(groups []*group, oneGroup bool) ([]target, error
 	if o.all {
 		return allTargets(groups), nil
 	}
+	ids, err := o.partitionIDs()
+	if err != nil {
+		return nil, err
+	}
 	var targets []target
 	for _, g := range groups {
-		for _, id := range o.partitions {
-			// "-p '0, 1'" means partitions 0 and 1: Event Hubs makes
-			// no partition id that begins or ends with a space.
-			if id = strings.TrimSpace(id); id == "" {
-				return nil, usagef("--partition is empty")
-			}
+		for _, id := range ids {
 			targets = append(targets, target{g, g.partition(id)})
 		}
 	}
 	return targets, nil
+}
+
+// partitionIDs returns the ids given with --partition, each once, in the
+// order first given: "-p 1,1" changes partition 1 once.
+func (o *selectOptions) partitionIDs() ([]string, error) {
+	var ids []string
+	for _, id := range o.partitions {
+		// "-p '0, 1'" means partitions 0 and 1: Event Hubs makes no
+		// partition id that begins or ends with a space.
+		if id = strings.TrimSpace(id); id == "" {
+			return nil, usagef("--partition is empty")
+		}
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }
 
 // oneGroupError explains why the scope does not come down to one group.
