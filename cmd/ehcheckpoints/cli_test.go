@@ -79,6 +79,7 @@ func TestExitCodes(t *testing.T) {
 		{"backup without dest", 2, []string{"backup", path}, "backup takes FILE and DEST, got 1 argument(s)"},
 		{"negative expiry", 2, []string{"ls", path, "--expiry", "-5s"}, "-5s is not a positive duration"},
 		{"set without value", 2, []string{"set", path, "--all"}, "give --sequence, --offset or both"},
+		{"set negative sequence", 2, []string{"set", path, "--hub", "payments", "-p", "1", "--sequence", "-3", "--dry-run"}, "--sequence -3 is negative"},
 		{"set without partitions", 2, []string{"set", path, "--sequence", "1"}, "give --partition or --all"},
 		{"release owner and all", 2, []string{"release", path, "--owner", "x", "--all"}, "--owner on its own"},
 		{"delete without namespace", 2, []string{"delete", path}, "give --namespace"},

@@ -38,6 +38,9 @@ changes are written in one transaction.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var cp boltstore.Record
 			if cmd.Flags().Changed("sequence") {
+				if sequence < 0 {
+					return usagef("--sequence %d is negative; Event Hubs numbers a partition's events from 0", sequence)
+				}
 				cp.SequenceNumber = &sequence
 			}
 			if cmd.Flags().Changed("offset") {
@@ -83,7 +86,7 @@ changes are written in one transaction.`,
 	}
 	sel.addFlags(cmd)
 	edit.addFlags(cmd)
-	cmd.Flags().Int64Var(&sequence, "sequence", 0, "the checkpoint's sequence number")
+	cmd.Flags().Int64Var(&sequence, "sequence", 0, "the checkpoint's sequence number (0 or more)")
 	cmd.Flags().StringVar(&offset, "offset", "", "the checkpoint's offset")
 	return cmd
 }
