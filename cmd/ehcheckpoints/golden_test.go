@@ -24,6 +24,7 @@ func TestGolden(t *testing.T) {
 		{"show", 0, []string{"show", path}},
 		{"show-hub", 0, []string{"show", path, "--hub", "PAYMENTS"}},
 		{"show-json", 0, []string{"show", path, "--json", "--namespace", "other.servicebus.windows.net"}},
+		{"show-json-released", 0, []string{"show", path, "--json", "--namespace", "myns.servicebus.windows.net", "--hub", "orders"}},
 		{"show-expiry", 0, []string{"show", path, "--expiry", "4s", "--group", "$Default", "--namespace", "myns.servicebus.windows.net"}},
 		{"show-none", 0, []string{"show", path, "--hub", "missing"}},
 		{"ls", 0, []string{"ls", path}},

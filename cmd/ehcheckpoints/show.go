@@ -45,7 +45,8 @@ func newShowCmd(a *app) *cobra.Command {
                 when there is one, else from the sequence number
   CHECKPOINTED  how long ago the checkpoint was written
 
---json prints the same with exact RFC 3339 times, for scripts.`,
+--json prints the same with exact RFC 3339 times, for scripts; a
+relinquished ownership has "released": true (and "expired": false).`,
 		Example: `  ehcheckpoints show checkpoints.db
   ehcheckpoints show checkpoints.db --hub orders --group '$Default'
   ehcheckpoints show checkpoints.db --json | jq '.groups[].partitions[] | select(.ownership.expired)'`,
@@ -171,9 +172,12 @@ type showOwnershipJSON struct {
 	OwnerID          string `json:"ownerId"`
 	ETag             string `json:"etag"`
 	LastModifiedTime string `json:"lastModifiedTime"`
-	// Expired is true when processors treat the partition as free: its
-	// owner id is empty or its ownership is older than the expiry.
-	Expired bool `json:"expired"`
+	// Expired is true when the owner has not renewed the partition within
+	// the expiry, so processors treat it as free; Released is true when
+	// the ownership was relinquished (its owner id is empty), which frees
+	// it too. They are the table's EXPIRED "yes" and OWNER "(released)".
+	Expired  bool `json:"expired"`
+	Released bool `json:"released"`
 }
 
 // showCheckpointJSON is a partition's checkpoint in show --json; offset
@@ -195,7 +199,8 @@ func writeShowJSON(w io.Writer, groups []*group, now time.Time, expiry time.Dura
 					OwnerID:          own.OwnerID,
 					ETag:             own.ETag,
 					LastModifiedTime: formatTime(own.LastModifiedTime),
-					Expired:          !p.owned(now, expiry),
+					Expired:          own.OwnerID != "" && !p.owned(now, expiry),
+					Released:         own.OwnerID == "",
 				}
 			}
 			if cp := p.checkpoint; cp != nil {
