@@ -93,3 +93,28 @@ func TestImportMalformed(t *testing.T) {
 		})
 	}
 }
+
+// TestImportRefusesLiveOwners checks that import refuses to overwrite
+// partitions whose owner is live, and counts and lists each such partition
+// once, though the input holds both its ownership and its checkpoint.
+func TestImportRefusesLiveOwners(t *testing.T) {
+	var input strings.Builder
+	for _, p := range []string{"0", "1"} {
+		input.WriteString(`{"type":"ownership","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"` + p + `","ownerId":"host-a","etag":"e` + p + `","lastModifiedTime":"` + sampleNow + `"}` + "\n")
+		input.WriteString(`{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"` + p + `","sequenceNumber":1}` + "\n")
+	}
+	path := filepath.Join(t.TempDir(), "live.db")
+	clock := []string{envNow + "=" + sampleNow}
+	if r := ehc(t, input.String(), clock, "import", path); r.code != 0 {
+		t.Fatalf("first import: exit %d, %s", r.code, r.stderr)
+	}
+	r := ehc(t, input.String(), clock, "import", path)
+	if r.code != 1 || !strings.Contains(r.stderr, "refusing: 2 partition(s)") {
+		t.Errorf("import over live owners: exit %d, stderr:\n%s\nwant exit 1 and 2 partitions refused", r.code, r.stderr)
+	}
+	for _, p := range []string{"0", "1"} {
+		if n := strings.Count(r.stderr, "ns/h/g partition "+p+":"); n != 1 {
+			t.Errorf("partition %s listed %d times, want once:\n%s", p, n, r.stderr)
+		}
+	}
+}

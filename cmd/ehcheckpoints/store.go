@@ -279,12 +279,7 @@ func (o *editOptions) unchanged(targets []target) []boltstore.Unchanged {
 		return nil
 	}
 	read := make([]boltstore.Record, 0, 2*len(targets))
-	seen := make(map[*partition]bool, len(targets))
 	for _, t := range targets {
-		if seen[t.partition] {
-			continue // import lists a partition once per record
-		}
-		seen[t.partition] = true
 		// The coordinates name the partition even if it had no ownership.
 		read = append(read, boltstore.Record{Namespace: t.group.Namespace, EventHub: t.group.EventHub, ConsumerGroup: t.group.ConsumerGroup, PartitionID: t.partition.id})
 		if own := t.partition.ownership; own != nil {
@@ -300,14 +295,16 @@ func (o *editOptions) unchanged(targets []target) []boltstore.Unchanged {
 const ownersOverwrite = "Their owners would overwrite the change: stop those processors first, or use --force."
 
 // writtenTargets returns the partitions that writing records into a file
-// holding groups touches, those the file has no record of included (as
-// partitions without records, in groups added for them).
+// holding groups touches, each once however many of its records are
+// written, those the file has no record of included (as partitions without
+// records, in groups added for them).
 func writtenTargets(groups []*group, records []boltstore.Record) []target {
 	byScope := make(map[boltstore.Scope]*group, len(groups))
 	for _, g := range groups {
 		byScope[g.Scope] = g
 	}
 	targets := make([]target, 0, len(records))
+	seen := make(map[*partition]bool, len(records))
 	for _, r := range records {
 		scope := foldScope(boltstore.Scope{Namespace: r.Namespace, EventHub: r.EventHub, ConsumerGroup: r.ConsumerGroup})
 		g := byScope[scope]
@@ -315,7 +312,11 @@ func writtenTargets(groups []*group, records []boltstore.Record) []target {
 			g = &group{Scope: scope}
 			byScope[scope] = g
 		}
-		targets = append(targets, target{g, g.partition(r.PartitionID)})
+		p := g.partition(r.PartitionID)
+		if !seen[p] {
+			seen[p] = true
+			targets = append(targets, target{g, p})
+		}
 	}
 	return targets
 }
