@@ -92,7 +92,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Short: "Inspect and repair the checkpoint store of Event Hubs processors",
 		Long: `ehcheckpoints reads and edits a boltstore checkpoint file: the ownerships
 and checkpoints that Azure Event Hubs processors share. Every verb works on
-a file that running processors hold open; they hand it over in milliseconds.`,
+a file that running processors hold open; they hand it over in milliseconds.
+
+Exit status: 0 on success, also when there was nothing to change (stderr
+says so, and a cleanup script can run again); 1 when the verb failed; 2 for
+a mistake in the command line.`,
 		Args:          cobra.NoArgs,
 		SilenceErrors: true,
 		SilenceUsage:  true,

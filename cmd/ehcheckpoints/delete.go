@@ -21,7 +21,8 @@ in one transaction. Processors of a deleted group start over from their
 configured start position.
 
 delete refuses while an owner of a partition in scope is live unless
---force.`,
+--force. A scope that the file does not hold, deleted already, is said on
+stderr and is no failure, so a cleanup script can run again.`,
 		Example: `  ehcheckpoints delete checkpoints.db --namespace myns.servicebus.windows.net --hub orders --group old-consumers --dry-run
   ehcheckpoints delete checkpoints.db --namespace myns.servicebus.windows.net --hub retired-hub`,
 		Args: exactArgs("FILE"),
@@ -43,7 +44,8 @@ delete refuses while an owner of a partition in scope is live unless
 			}
 			groups := groupRecords(records)
 			if len(groups) == 0 {
-				return fmt.Errorf("nothing in %s matches", args[0])
+				fmt.Fprintf(a.stderr, "ehcheckpoints: nothing in %s matches; nothing to delete\n", args[0])
+				return nil
 			}
 			targets := allTargets(groups)
 			if err := edit.checkNotOwned(targets, a.now(), ownersOverwrite); err != nil {

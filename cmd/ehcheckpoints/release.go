@@ -29,7 +29,9 @@ it meanwhile is left alone and reported. A live owner that renews after the
 release fails to, and gives the partition up.
 
 release refuses partitions whose owner renewed them within --expiry unless
---force: the owner may still be running. Check with 'show' first.`,
+--force: the owner may still be running. Check with 'show' first. Nothing
+to release (a partition without owner, an owner that holds nothing) is
+said on stderr and is no failure, so a cleanup script can run again.`,
 		Example: `  # Free everything the crashed instance host-7 held.
   ehcheckpoints release checkpoints.db --owner host-7 --force
 
@@ -74,7 +76,8 @@ release refuses partitions whose owner renewed them within --expiry unless
 				})
 			}
 			if owner != "" && len(changed) == 0 {
-				return fmt.Errorf("owner %q holds no partition in scope", owner)
+				fmt.Fprintf(a.stderr, "ehcheckpoints: owner %q holds no partition in scope; nothing to release\n", owner)
+				return nil
 			}
 			now := a.now()
 			if err := edit.checkNotOwned(changed, now, "Those owners may still be running, and a release makes them drop the partitions. If they are gone, use --force."); err != nil {
