@@ -22,8 +22,8 @@ func newImportCmd(a *app) *cobra.Command {
 		Use:   "import FILE [INPUT]",
 		Short: "Write records from JSON Lines into the file",
 		Long: `import reads records in the format export writes, from INPUT or from
-standard input, and writes them into FILE (created if missing) exactly as
-given, etags and times included. A record replaces the one with the same
+standard input, and writes them into FILE (created if missing, also when
+INPUT holds no records) exactly as given, etags and times included. A record replaces the one with the same
 type and coordinates; other records in FILE stay.
 
 The whole input is checked first. A malformed line is reported with its line
@@ -54,16 +54,18 @@ live, unless --force.`,
 			if err != nil {
 				return err
 			}
-			if len(records) == 0 {
-				_, err := fmt.Fprintf(a.stdout, "no records in %s; nothing written\n", name)
-				return err
-			}
+			// FILE is opened even for no records, so that it is created
+			// as promised, or refused if it is not a store file.
 			s, existing, err := openDestination(cmd.Context(), args[0], o.dryRun)
 			if err != nil {
 				return err
 			}
 			if s != nil {
 				defer s.Close()
+			}
+			if len(records) == 0 {
+				fmt.Fprintf(a.stderr, "ehcheckpoints: no records in %s; nothing to import into %s\n", name, args[0])
+				return nil
 			}
 			targets := writtenTargets(groupRecords(existing), records)
 			if err := o.checkNotOwned(targets, a.now(), ownersOverwrite); err != nil {

@@ -118,3 +118,33 @@ func TestImportRefusesLiveOwners(t *testing.T) {
 		}
 	}
 }
+
+// TestImportNoRecords checks that import of empty input still does what
+// it says to FILE: it creates a missing one (unless --dry-run) and refuses
+// one that is not a store file.
+func TestImportNoRecords(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.jsonl")
+	notStore := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(notStore, []byte(strings.Repeat("not a store file\n", 4096)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dryRun := filepath.Join(dir, "dry-run.db")
+	if r := mustRun(t, "", "import", dryRun, empty, "--dry-run"); !strings.Contains(r.stderr, "no records in "+empty) || r.stdout != "" {
+		t.Errorf("import --dry-run of no records: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(dryRun); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("import --dry-run of no records created the file: %v", err)
+	}
+	created := filepath.Join(dir, "new.db")
+	if r := mustRun(t, "", "import", created, empty); !strings.Contains(r.stderr, "no records in "+empty) || r.stdout != "" {
+		t.Errorf("import of no records: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	mustRun(t, "", "check", created)
+	if r := ehc(t, "", nil, "import", notStore, empty); r.code != 1 || !strings.Contains(r.stderr, "not a boltstore file") {
+		t.Errorf("import of no records into a file that is not a store: exit %d, stderr %q; want 1 and the file refused", r.code, r.stderr)
+	}
+}
