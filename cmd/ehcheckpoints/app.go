@@ -135,6 +135,28 @@ a mistake in the command line.`,
 	return exitError
 }
 
+// exactlyOneFlag returns a usage error unless exactly one of the flags
+// names was given, for a verb that takes several ways to say one thing
+// (--partition or --all). A bool flag given as false counts as not given.
+func exactlyOneFlag(cmd *cobra.Command, names ...string) error {
+	flags := make([]string, len(names))
+	given := 0
+	for i, name := range names {
+		flags[i] = "--" + name
+		if f := cmd.Flags().Lookup(name); f.Changed && f.Value.String() != "false" {
+			given++
+		}
+	}
+	last := len(flags) - 1
+	switch {
+	case given == 0:
+		return usagef("give %s or %s", strings.Join(flags[:last], ", "), flags[last])
+	case given > 1:
+		return usagef("%s and %s exclude each other; give one", strings.Join(flags[:last], ", "), flags[last])
+	}
+	return nil
+}
+
 // exactArgs is cobra.ExactArgs with a message that names the arguments the
 // verb wants, for example exactArgs("FILE", "DEST").
 func exactArgs(names ...string) cobra.PositionalArgs {

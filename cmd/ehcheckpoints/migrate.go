@@ -85,8 +85,8 @@ and start them against the new store.`,
   ehcheckpoints migrate checkpoints.db --from-blob --container-url 'https://acct.blob.core.windows.net/checkpoints?sv=...&sig=...'`,
 		Args: exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.toBlob == o.fromBlob {
-				return usagef("give --to-blob or --from-blob")
+			if err := exactlyOneFlag(cmd, "to-blob", "from-blob"); err != nil {
+				return err
 			}
 			cc, name, err := o.containerClient(cmd.Flags().Changed("connection-string"))
 			if err != nil {

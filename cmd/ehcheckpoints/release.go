@@ -38,10 +38,10 @@ said on stderr and is no failure, so a cleanup script can run again.`,
   ehcheckpoints release checkpoints.db --group '$Default' --partition 3 --dry-run`,
 		Args: exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := exactlyOneFlag(cmd, "partition", "owner", "all"); err != nil {
+				return err
+			}
 			if owner != "" {
-				if sel.all || len(sel.partitions) > 0 {
-					return usagef("give --owner on its own, without --partition or --all")
-				}
 				sel.all = true
 			}
 			s, targets, err := sel.open(cmd.Context(), args[0], edit.use(), false)

@@ -28,6 +28,9 @@ and checkpoints again. All deletions happen in one transaction.`,
   ehcheckpoints reset checkpoints.db --hub orders --group billing --all`,
 		Args: exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := exactlyOneFlag(cmd, "partition", "all"); err != nil {
+				return err
+			}
 			s, targets, err := sel.open(cmd.Context(), args[0], edit.use(), false)
 			if err != nil {
 				return err

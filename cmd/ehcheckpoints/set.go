@@ -36,6 +36,9 @@ changes are written in one transaction.`,
   ehcheckpoints set checkpoints.db --hub orders --group billing --all --sequence 5000 --dry-run`,
 		Args: exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := exactlyOneFlag(cmd, "partition", "all"); err != nil {
+				return err
+			}
 			var cp boltstore.Record
 			if cmd.Flags().Changed("sequence") {
 				if sequence < 0 {

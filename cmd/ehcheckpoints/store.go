@@ -377,14 +377,20 @@ func (o *selectOptions) open(ctx context.Context, path string, use fileUse, oneG
 	return nil, nil, err
 }
 
-// resolve picks the targets out of groups, the consumer groups in scope.
-// --partition needs the scope to come down to one group, which a file with
-// a single group does without flags; so does --all when oneGroup is set.
-// A complete scope names its group even if the file does not hold it yet,
-// so that set can write a group's first checkpoints.
+// resolve picks the targets out of groups, the consumer groups in scope,
+// for --partition or --all, which the verb has checked that it was given
+// one of (exactlyOneFlag). --partition needs the scope to come down to one
+// group, which a file with a single group does without flags; so does
+// --all when oneGroup is set. A complete scope names its group even if the
+// file does not hold it yet, so that set can write a group's first
+// checkpoints.
 func (o *selectOptions) resolve(groups []*group, oneGroup bool) ([]target, error) {
-	if (len(o.partitions) > 0) == o.all {
-		return nil, usagef("give --partition or --all")
+	var ids []string
+	if !o.all {
+		var err error
+		if ids, err = o.partitionIDs(); err != nil {
+			return nil, err
+		}
 	}
 	if (oneGroup || !o.all) && len(groups) != 1 {
 		if len(groups) == 0 && o.complete() {
@@ -395,10 +401,6 @@ func (o *selectOptions) resolve(groups []*group, oneGroup bool) ([]target, error
 	}
 	if o.all {
 		return allTargets(groups), nil
-	}
-	ids, err := o.partitionIDs()
-	if err != nil {
-		return nil, err
 	}
 	var targets []target
 	for _, g := range groups {
@@ -412,12 +414,16 @@ func (o *selectOptions) resolve(groups []*group, oneGroup bool) ([]target, error
 // partitionIDs returns the ids given with --partition, each once, in the
 // order first given: "-p 1,1" changes partition 1 once.
 func (o *selectOptions) partitionIDs() ([]string, error) {
+	empty := usagef("--partition: the partition id is empty")
+	if len(o.partitions) == 0 {
+		return nil, empty // "-p ''" reads as no ids
+	}
 	var ids []string
 	for _, id := range o.partitions {
 		// "-p '0, 1'" means partitions 0 and 1: Event Hubs makes no
 		// partition id that begins or ends with a space.
 		if id = strings.TrimSpace(id); id == "" {
-			return nil, usagef("--partition is empty")
+			return nil, empty
 		}
 		if !slices.Contains(ids, id) {
 			ids = append(ids, id)
