@@ -176,6 +176,14 @@ func parseRecordLine(line []byte, a *app) (boltstore.Record, error) {
 	// the summary see one consumer group however its lines spell it.
 	scope := foldScope(boltstore.Scope{Namespace: row.Namespace, EventHub: row.EventHub, ConsumerGroup: row.ConsumerGroup})
 	rec := boltstore.Record{Type: row.Type, Namespace: scope.Namespace, EventHub: scope.EventHub, ConsumerGroup: scope.ConsumerGroup, PartitionID: row.PartitionID}
+	// The type first: what else a line needs depends on it.
+	switch row.Type {
+	case "":
+		return rec, fmt.Errorf("type is missing or empty; it is %q or %q", boltstore.RecordOwnership, boltstore.RecordCheckpoint)
+	case boltstore.RecordOwnership, boltstore.RecordCheckpoint:
+	default:
+		return rec, fmt.Errorf("type %q is unknown; it is %q or %q", row.Type, boltstore.RecordOwnership, boltstore.RecordCheckpoint)
+	}
 	for _, f := range []struct{ name, value string }{
 		{"namespace", row.Namespace}, {"eventHub", row.EventHub}, {"consumerGroup", row.ConsumerGroup}, {"partitionId", row.PartitionID},
 	} {
@@ -211,8 +219,6 @@ func parseRecordLine(line []byte, a *app) (boltstore.Record, error) {
 			}
 			rec.WrittenAt = written
 		}
-	default:
-		return rec, fmt.Errorf("type is %q, not %q or %q", row.Type, boltstore.RecordOwnership, boltstore.RecordCheckpoint)
 	}
 	// The store's own rules (name lengths, control characters), checked
 	// here so that a refusal names its line.

@@ -52,7 +52,9 @@ func TestImportMalformed(t *testing.T) {
 	}{
 		{"not JSON", `{"type":`, "unexpected EOF"},
 		{"unknown field", `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","sequenceNumber":1,"color":"red"}`, `unknown field "color"`},
-		{"unknown type", `{"type":"lease","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1"}`, `type is "lease"`},
+		{"unknown type", `{"type":"lease","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1"}`, `type "lease" is unknown; it is "ownership" or "checkpoint"`},
+		{"only an unknown type", `{"type":"bogus"}`, `type "bogus" is unknown`},
+		{"no type", `{"namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1","sequenceNumber":1}`, "type is missing"},
 		{"no partition", `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","sequenceNumber":1}`, "partitionId is missing"},
 		{"empty group", `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"","partitionId":"1","sequenceNumber":1}`, "consumerGroup is missing or empty"},
 		{"no position", `{"type":"checkpoint","namespace":"ns","eventHub":"h","consumerGroup":"g","partitionId":"1"}`, "needs an offset, a sequenceNumber or both"},
