@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/ehcheckpoints/boltstore"
 	"github.com/spf13/cobra"
@@ -74,6 +75,9 @@ changes are written in one transaction.`,
 				r.Type = boltstore.RecordCheckpoint
 				r.Namespace, r.EventHub, r.ConsumerGroup, r.PartitionID = t.group.Namespace, t.group.EventHub, t.group.ConsumerGroup, t.partition.id
 				r.WrittenAt = now
+				if err := r.Validate(); err != nil {
+					return flagError(err)
+				}
 				updates[i] = r
 			}
 			if !edit.dryRun {
@@ -92,6 +96,29 @@ changes are written in one transaction.`,
 	cmd.Flags().Int64Var(&sequence, "sequence", 0, "the checkpoint's sequence number (0 or more)")
 	cmd.Flags().StringVar(&offset, "offset", "", "the checkpoint's offset")
 	return cmd
+}
+
+// recordFieldFlags names the flag that gives each field of a checkpoint
+// that set writes, by the name the store's errors give the field.
+var recordFieldFlags = map[string]string{
+	"FullyQualifiedNamespace": "--namespace",
+	"EventHubName":            "--hub",
+	"ConsumerGroup":           "--group",
+	"PartitionID":             "--partition",
+	"Offset":                  "--offset",
+}
+
+// flagError rephrases the store's refusal of a checkpoint that set built
+// from its flags for the user, who typed flags, not the record's fields:
+// `FullyQualifiedNamespace "a\x01" contains…` becomes `--namespace "a\x01"
+// contains…`.
+func flagError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), boltstore.ErrInvalidArgument.Error()+": ")
+	field, rest, _ := strings.Cut(msg, " ")
+	if flag, ok := recordFieldFlags[field]; ok {
+		msg = flag + " " + rest
+	}
+	return usagef("%s", msg)
 }
 
 // describeCheckpoint tells a checkpoint's position in words, for messages.
