@@ -99,6 +99,10 @@ func TestExitCodes(t *testing.T) {
 		{"watch bad interval", 2, []string{"watch", path, "--interval", "0s"}, "--interval must be positive"},
 		{"missing file", 1, []string{"show", missing}, "no such store file"},
 		{"not a store", 1, []string{"ls", notStore}, "not a boltstore file"},
+		{"directory", 1, []string{"ls", dir}, dir + ": is a directory, not a store file"},
+		{"import into a directory", 1, []string{"import", dir, os.DevNull}, dir + ": is a directory, not a store file"},
+		{"salvage missing file", 1, []string{"salvage", missing, filepath.Join(dir, "salvaged.db")}, missing + ": no such store file"},
+		{"salvage directory", 1, []string{"salvage", dir, filepath.Join(dir, "salvaged.db")}, dir + ": is a directory, not a store file"},
 		{"backup over existing", 1, []string{"backup", path, path}, "exists"},
 	}
 	for _, tt := range tests {

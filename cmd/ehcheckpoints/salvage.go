@@ -33,6 +33,9 @@ again from the processors' configured start position.`,
 		Args:    exactArgs("FILE", "DEST"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, dest := args[0], args[1]
+			if err := checkStoreFile(src, false); err != nil {
+				return err
+			}
 			if _, err := os.Lstat(dest); err == nil {
 				return fmt.Errorf("%s: %w", dest, errDestExists)
 			} else if !errors.Is(err, fs.ErrNotExist) {

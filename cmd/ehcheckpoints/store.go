@@ -35,10 +35,8 @@ const (
 // file; only verbs that write data (createFile) want that, the others
 // report the missing file.
 func openStore(ctx context.Context, path string, use fileUse) (*boltstore.Store, error) {
-	if use != createFile {
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s: no such store file", path)
-		}
+	if err := checkStoreFile(path, use == createFile); err != nil {
+		return nil, err
 	}
 	opts := boltstore.Options{LockTimeout: cliLockTimeout}
 	s, err := boltstore.OpenContext(ctx, path, &opts)
@@ -49,6 +47,20 @@ func openStore(ctx context.Context, path string, use fileUse) (*boltstore.Store,
 		}
 	}
 	return s, err
+}
+
+// checkStoreFile reports a store file argument that is missing (unless
+// missingOK) or a directory in the user's words, rather than as the
+// failure of a system call; other problems are left to the verb.
+func checkStoreFile(path string, missingOK bool) error {
+	info, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !missingOK:
+		return fmt.Errorf("%s: no such store file", path)
+	case err == nil && info.IsDir():
+		return fmt.Errorf("%s: is a directory, not a store file", path)
+	}
+	return nil
 }
 
 // openDestination opens the store file that import and migrate write
