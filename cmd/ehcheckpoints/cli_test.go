@@ -103,6 +103,7 @@ func TestExitCodes(t *testing.T) {
 		{"import into a directory", 1, []string{"import", dir, os.DevNull}, dir + ": is a directory, not a store file"},
 		{"salvage missing file", 1, []string{"salvage", missing, filepath.Join(dir, "salvaged.db")}, missing + ": no such store file"},
 		{"salvage directory", 1, []string{"salvage", dir, filepath.Join(dir, "salvaged.db")}, dir + ": is a directory, not a store file"},
+		{"export into a directory", 1, []string{"export", path, "-o", dir}, dir + ": is a directory; export -o takes the path of a new file"},
 		{"backup over existing", 1, []string{"backup", path, path}, "exists"},
 	}
 	for _, tt := range tests {

@@ -76,7 +76,10 @@ output instead.`,
 			toFile := output != "" && output != "-"
 			// writeNewFile refuses it too, but only after the records
 			// were read, with the file taken from the processors.
-			if _, err := os.Lstat(output); toFile && err == nil {
+			if info, err := os.Lstat(output); toFile && err == nil {
+				if info.IsDir() {
+					return fmt.Errorf("%s: is a directory; export -o takes the path of a new file", output)
+				}
 				return fmt.Errorf("%s: %w", output, errOutputExists)
 			}
 			s, err := openStore(cmd.Context(), args[0], readFile)
