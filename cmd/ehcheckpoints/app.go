@@ -20,6 +20,9 @@ const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 2
+	// exitInterrupted is the shells' status for a command that SIGINT
+	// (Ctrl-C) ended, 128 plus the signal's number; SIGTERM gives it too.
+	exitInterrupted = 130
 )
 
 // app is what a verb may use of its surroundings. Verbs write through it,
@@ -71,8 +74,9 @@ func usagef(format string, args ...any) error {
 }
 
 // run executes the command line args and returns the exit code: exitOK,
-// exitError when the verb failed, or exitUsage when the command line was
-// wrong. SIGINT and SIGTERM cancel the verb's context.
+// exitError when the verb failed, exitUsage when the command line was
+// wrong, or exitInterrupted when SIGINT or SIGTERM, which cancel the verb's
+// context, made it fail.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
 	if v := os.Getenv(envNow); v != "" {
@@ -96,7 +100,8 @@ a file that running processors hold open; they hand it over in milliseconds.
 
 Exit status: 0 on success, also when there was nothing to change (stderr
 says so, and a cleanup script can run again); 1 when the verb failed; 2 for
-a mistake in the command line.`,
+a mistake in the command line; 130 when Ctrl-C (or SIGTERM) stopped the
+verb before it finished.`,
 		Args:          cobra.NoArgs,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -126,6 +131,9 @@ a mistake in the command line.`,
 	fmt.Fprintf(stderr, "ehcheckpoints: %v\n", err)
 	if errors.Is(err, boltstore.ErrChanged) {
 		fmt.Fprintln(stderr, "A processor took, renewed or released the partition while the command ran, so nothing was changed. Run 'show' and try again.")
+	}
+	if ctx.Err() != nil {
+		return exitInterrupted
 	}
 	var usage usageError
 	if !started || errors.As(err, &usage) {

@@ -196,7 +196,8 @@ func TestWatch(t *testing.T) {
 }
 
 // TestInterruptWhileWaitingForTheFile: Ctrl-C ends a verb that waits for a
-// file another process keeps locked, rather than the lock timeout.
+// file another process keeps locked, rather than the lock timeout, says so
+// and exits with the shells' status for Ctrl-C.
 func TestInterruptWhileWaitingForTheFile(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("holdsOpen reads /proc")
@@ -232,8 +233,8 @@ func TestInterruptWhileWaitingForTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != exitError || !strings.Contains(stderr.String(), "context canceled") {
-		t.Errorf("ls interrupted while the file is locked: %v, exit %d, stderr %q; want exit %d and the cancellation", err, code, stderr.String(), exitError)
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || stderr.String() != "ehcheckpoints: "+path+": interrupted while waiting for the file\n" {
+		t.Errorf("ls interrupted while the file is locked: %v, exit %d, stderr %q; want exit %d and the interruption", err, code, stderr.String(), exitInterrupted)
 	}
 }
 

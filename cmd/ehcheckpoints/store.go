@@ -40,6 +40,10 @@ func openStore(ctx context.Context, path string, use fileUse) (*boltstore.Store,
 	}
 	opts := boltstore.Options{LockTimeout: cliLockTimeout}
 	s, err := boltstore.OpenContext(ctx, path, &opts)
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		// Opening takes long only while another process holds the file.
+		return nil, fmt.Errorf("%s: interrupted while waiting for the file", path)
+	}
 	if use == readFile && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
 		opts.ReadOnly = true
 		if s, err = boltstore.OpenContext(ctx, path, &opts); err != nil {
