@@ -150,6 +150,30 @@ func TestNothingToDo(t *testing.T) {
 	}
 }
 
+// TestNoGroups checks that ls and show, when no consumer group is in
+// scope, say so on stderr and keep stdout for what scripts read: nothing,
+// or with --json an empty list.
+func TestNoGroups(t *testing.T) {
+	path := sampleStore(t)
+	for _, tt := range []struct {
+		args   []string
+		stdout string
+	}{
+		{[]string{"ls", path, "--hub", "missing"}, ""},
+		{[]string{"show", path, "--hub", "missing"}, ""},
+		{[]string{"ls", path, "--hub", "missing", "--json"}, "[]\n"},
+	} {
+		r := mustRun(t, "", tt.args...)
+		wantStderr := "ehcheckpoints: no consumer groups in scope\n"
+		if tt.stdout != "" {
+			wantStderr = ""
+		}
+		if r.stdout != tt.stdout || r.stderr != wantStderr {
+			t.Errorf("ehcheckpoints %s: stdout %q, stderr %q; want %q and %q", strings.Join(tt.args, " "), r.stdout, r.stderr, tt.stdout, wantStderr)
+		}
+	}
+}
+
 // TestWatch checks that watch, into a pipe, appends its refreshes without
 // escape codes, stops after --count, and exits with 0 when interrupted.
 func TestWatch(t *testing.T) {

@@ -65,6 +65,10 @@ relinquished partitions. Names are lower case, as the store keeps them.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(summary)
 			}
+			if len(summary) == 0 {
+				_, err := fmt.Fprintln(a.stderr, noGroups)
+				return err
+			}
 			return writeLsTable(a.stdout, summary)
 		},
 	}
@@ -102,10 +106,6 @@ func summarizeGroups(groups []*group, now time.Time, expiry time.Duration) []lsG
 }
 
 func writeLsTable(w io.Writer, summary []lsGroupJSON) error {
-	if len(summary) == 0 {
-		_, err := fmt.Fprintln(w, noGroups)
-		return err
-	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tEVENT-HUB\tCONSUMER-GROUP\tPARTITIONS\tCHECKPOINTS\tOWNERS")
 	for _, g := range summary {

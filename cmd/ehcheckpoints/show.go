@@ -57,7 +57,7 @@ relinquished ownership has "released": true (and "expired": false).`,
 				return err
 			}
 			defer s.Close()
-			return o.render(cmd.Context(), a, s, a.stdout)
+			return o.render(cmd.Context(), a, s, a.stdout, a.stderr)
 		},
 	}
 	o.addFlags(cmd)
@@ -65,8 +65,8 @@ relinquished ownership has "released": true (and "expired": false).`,
 }
 
 // render reads the partitions in scope and writes them to w as a table, or
-// as JSON with --json.
-func (o *showOptions) render(ctx context.Context, a *app, s *boltstore.Store, w io.Writer) error {
+// as JSON with --json. An empty table is noGroups, written to note.
+func (o *showOptions) render(ctx context.Context, a *app, s *boltstore.Store, w, note io.Writer) error {
 	records, err := s.Records(ctx, o.scope)
 	if err != nil {
 		return err
@@ -77,7 +77,7 @@ func (o *showOptions) render(ctx context.Context, a *app, s *boltstore.Store, w 
 		return writeShowJSON(w, groups, now, o.expiry)
 	}
 	if len(groups) == 0 {
-		_, err := fmt.Fprintln(w, noGroups)
+		_, err := fmt.Fprintln(note, noGroups)
 		return err
 	}
 	for i, g := range groups {
@@ -92,8 +92,9 @@ func (o *showOptions) render(ctx context.Context, a *app, s *boltstore.Store, w 
 }
 
 // noGroups is what the tables of ls and show say when there is nothing to
-// list, so that an empty table is not mistaken for a failure.
-const noGroups = "no consumer groups in scope"
+// list, so that an empty table is not mistaken for a failure. It goes to
+// stderr, to keep it out of what a script reads, except on watch's screen.
+const noGroups = "ehcheckpoints: no consumer groups in scope"
 
 func writeShowTable(w io.Writer, g *group, now time.Time, expiry time.Duration) error {
 	fmt.Fprintf(w, "%s / %s / %s\n", g.Namespace, g.EventHub, g.ConsumerGroup)

@@ -60,7 +60,7 @@ share the file are not slowed down.`,
 					}
 					fmt.Fprintf(&frame, "%sEvery %s: %s    %s\n\n", clear, interval, args[0], a.now().Format(time.DateTime))
 				}
-				if err := o.render(ctx, a, s, &frame); err != nil {
+				if err := o.render(ctx, a, s, &frame, &frame); err != nil {
 					if ctx.Err() != nil {
 						return nil
 					}
