@@ -111,7 +111,11 @@ verb before it finished.`,
 		RunE: func(*cobra.Command, []string) error {
 			return usagef("no verb given")
 		},
+		Version: version(),
 	}
+	// Defined here, without cobra's -v, which many commands use for verbose.
+	root.Flags().Bool("version", false, "print the version and exit (as the version verb)")
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)

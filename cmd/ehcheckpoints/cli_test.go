@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -16,7 +17,7 @@ import (
 
 // ourVerbs are the verbs of the issue; other files of the command may add
 // more (demo, bench), and TestHelp covers those too.
-var ourVerbs = []string{"ls", "show", "watch", "set", "reset", "release", "delete", "export", "import", "migrate", "backup", "check", "compact", "salvage"}
+var ourVerbs = []string{"ls", "show", "watch", "set", "reset", "release", "delete", "export", "import", "migrate", "backup", "check", "compact", "salvage", "version"}
 
 // TestHelp checks that every verb that ehcheckpoints --help lists, as a new
 // user would first try it, has --help with a usage line and an example,
@@ -51,6 +52,17 @@ func TestHelp(t *testing.T) {
 				t.Errorf("%s --help wrote to stderr: %s", verb, r.stderr)
 			}
 		})
+	}
+}
+
+// TestVersion checks that the version verb and --version print the same
+// line: the module version (or "(devel)"), the commit if recorded, and Go's.
+func TestVersion(t *testing.T) {
+	verb := mustRun(t, "", "version")
+	flag := mustRun(t, "", "--version")
+	want := regexp.MustCompile(`^ehcheckpoints (\(devel\)|v\S+)(, commit [0-9a-f]+( with local changes)?)?, go\S+\n$`)
+	if !want.MatchString(verb.stdout) || flag.stdout != verb.stdout {
+		t.Errorf("version: %q, --version: %q; want one line matching %s", verb.stdout, flag.stdout, want)
 	}
 }
 
