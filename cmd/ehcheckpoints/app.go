@@ -116,6 +116,22 @@ verb before it finished.`,
 	// Defined here, without cobra's -v, which many commands use for verbose.
 	root.Flags().Bool("version", false, "print the version and exit (as the version verb)")
 	root.SetVersionTemplate("{{.Version}}\n")
+	// cobra's own help verb prints the root help for a topic it does not
+	// know and exits 0; an unknown verb is a usage error everywhere else.
+	root.SetHelpCommand(&cobra.Command{
+		Use:   "help [VERB]",
+		Short: "Help about any verb",
+		RunE: func(_ *cobra.Command, topic []string) error {
+			cmd, rest, err := root.Find(topic)
+			if err != nil || len(rest) > 0 {
+				return usagef("unknown help topic %q", strings.Join(topic, " "))
+			}
+			// As cobra's help verb does, so that the help lists them.
+			cmd.InitDefaultHelpFlag()
+			cmd.InitDefaultVersionFlag()
+			return cmd.Help()
+		},
+	})
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)

@@ -24,6 +24,12 @@ var ourVerbs = []string{"ls", "show", "watch", "set", "reset", "release", "delet
 // printed to stdout with status 0.
 func TestHelp(t *testing.T) {
 	root := mustRun(t, "", "--help")
+	if r := mustRun(t, "", "help"); r.stdout != root.stdout {
+		t.Errorf("ehcheckpoints help differs from --help:\n%s", r.stdout)
+	}
+	if r := mustRun(t, "", "help", "set"); r.stdout != mustRun(t, "", "set", "--help").stdout {
+		t.Errorf("ehcheckpoints help set differs from set --help:\n%s", r.stdout)
+	}
 	_, list, ok := strings.Cut(root.stdout, "Available Commands:\n")
 	if !ok {
 		t.Fatalf("ehcheckpoints --help lists no verbs:\n%s", root.stdout)
@@ -84,6 +90,7 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{"no verb", 2, nil, "no verb given"},
 		{"unknown verb", 2, []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"unknown help topic", 2, []string{"help", "frobnicate"}, `unknown help topic "frobnicate"`},
 		{"unknown flag", 2, []string{"show", path, "--bogus"}, "unknown flag: --bogus"},
 		{"bad flag value", 2, []string{"show", path, "--expiry", "soon"}, "invalid argument"},
 		{"no file", 2, []string{"show"}, "show takes FILE, got 0 argument(s)"},
