@@ -169,6 +169,14 @@ func TestNothingToDo(t *testing.T) {
 	}
 }
 
+// TestListIsLs checks that list, the name a new user may try first, is ls.
+func TestListIsLs(t *testing.T) {
+	path := sampleStore(t)
+	if list, ls := mustRun(t, "", "list", path), mustRun(t, "", "ls", path); list.stdout != ls.stdout {
+		t.Errorf("list printed:\n%s\nls printed:\n%s", list.stdout, ls.stdout)
+	}
+}
+
 // TestNoGroups checks that ls and show, when no consumer group is in
 // scope, say so on stderr and keep stdout for what scripts read: nothing,
 // or with --json an empty list.

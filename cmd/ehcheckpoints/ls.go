@@ -39,8 +39,9 @@ func newLsCmd(a *app) *cobra.Command {
 	var expiry time.Duration
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "ls FILE",
-		Short: "List the consumer groups in the file with their owners",
+		Use:     "ls FILE",
+		Aliases: []string{"list"},
+		Short:   "List the consumer groups in the file with their owners",
 		Long: `ls lists each namespace, event hub and consumer group in the file with its
 number of partitions and checkpoints and the owners that hold its
 partitions: "host-a (4)" holds four partitions, "host-b (2 expired)" held
