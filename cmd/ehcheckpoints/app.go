@@ -32,6 +32,9 @@ type app struct {
 	stdout, stderr io.Writer
 	// now is the clock that ages and expiry are measured against.
 	now func() time.Time
+	// lockTimeout bounds the wait for a file another process holds
+	// (--lock-timeout).
+	lockTimeout time.Duration
 }
 
 // verbs holds the constructors registered by the verb files' init
@@ -78,7 +81,7 @@ func usagef(format string, args ...any) error {
 // wrong, or exitInterrupted when SIGINT or SIGTERM, which cancel the verb's
 // context, made it fail.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now, lockTimeout: defaultLockTimeout}
 	if v := os.Getenv(envNow); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
@@ -97,6 +100,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Long: `ehcheckpoints reads and edits a boltstore checkpoint file: the ownerships
 and checkpoints that Azure Event Hubs processors share. Every verb works on
 a file that running processors hold open; they hand it over in milliseconds.
+A verb that has waited a second for a file says so on stderr, and gives up
+after --lock-timeout.
 
 Exit status: 0 on success, also when there was nothing to change (stderr
 says so, and a cleanup script can run again); 1 when the verb failed; 2 for
@@ -113,6 +118,7 @@ verb before it finished.`,
 		},
 		Version: version(),
 	}
+	root.PersistentFlags().Var((*positiveDuration)(&a.lockTimeout), "lock-timeout", "how long to wait for a file that another process holds (processors hand it over in milliseconds)")
 	// Defined here, without cobra's -v, which many commands use for verbose.
 	root.Flags().Bool("version", false, "print the version and exit (as the version verb)")
 	root.SetVersionTemplate("{{.Version}}\n")

@@ -21,7 +21,7 @@ restore it by stopping the processors and moving it into place.`,
 		Example: `  ehcheckpoints backup checkpoints.db checkpoints-$(date +%F).db`,
 		Args:    exactArgs("FILE", "DEST"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(cmd.Context(), args[0], readFile)
+			s, err := a.openStore(cmd.Context(), args[0], readFile)
 			if err != nil {
 				return err
 			}

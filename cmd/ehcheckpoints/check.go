@@ -31,7 +31,7 @@ which looks the same.`,
 		Example: `  ehcheckpoints check checkpoints.db`,
 		Args:    exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(cmd.Context(), args[0], readFile)
+			s, err := a.openStore(cmd.Context(), args[0], readFile)
 			if err == nil {
 				defer s.Close()
 				err = s.Check(cmd.Context())

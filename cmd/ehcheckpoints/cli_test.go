@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -284,8 +286,57 @@ func TestInterruptWhileWaitingForTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || stderr.String() != "ehcheckpoints: "+path+": interrupted while waiting for the file\n" {
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || !strings.HasSuffix(stderr.String(), "ehcheckpoints: "+path+": interrupted while waiting for the file\n") {
 		t.Errorf("ls interrupted while the file is locked: %v, exit %d, stderr %q; want exit %d and the interruption", err, code, stderr.String(), exitInterrupted)
+	}
+}
+
+// TestWaitingForTheFile: a verb that waits for a file another process
+// keeps locked says so on stderr, goes on once the file is free, and gives
+// up after --lock-timeout.
+func TestWaitingForTheFile(t *testing.T) {
+	path := sampleStore(t)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if r := ehc(t, "", nil, "ls", path, "--lock-timeout", "100ms"); r.code != exitError || !strings.Contains(r.stderr, "timed out waiting for the file lock") || !strings.Contains(r.stderr, "(--lock-timeout 100ms)") {
+		t.Errorf("ls of a locked file with --lock-timeout 100ms: exit %d, stderr %q; want %d and the timeout", r.code, r.stderr, exitError)
+	}
+
+	cmd := exec.Command(binary, "ls", path)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	notice := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stderr).ReadString('\n')
+		notice <- line
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case line := <-notice:
+		if want := "ehcheckpoints: waiting for " + path + ", which another process may hold; giving up after 10s (--lock-timeout)\n"; line != want {
+			t.Errorf("ls of a locked file said %q, want %q", line, want)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("ls of a locked file said nothing")
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil || !strings.Contains(stdout.String(), "NAMESPACE") {
+		t.Errorf("ls once the file is free: %v, stdout %q; want the table", err, stdout.String())
 	}
 }
 

@@ -23,7 +23,7 @@ them again.`,
 		Example: `  ehcheckpoints compact checkpoints.db checkpoints.compact.db`,
 		Args:    exactArgs("FILE", "DEST"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(cmd.Context(), args[0], readFile)
+			s, err := a.openStore(cmd.Context(), args[0], readFile)
 			if err != nil {
 				return err
 			}

@@ -33,7 +33,7 @@ stderr and is no failure, so a cleanup script can run again.`,
 			case scope.ConsumerGroup != "" && scope.EventHub == "":
 				return usagef("--group needs --hub")
 			}
-			s, err := openStore(cmd.Context(), args[0], edit.use())
+			s, err := a.openStore(cmd.Context(), args[0], edit.use())
 			if err != nil {
 				return err
 			}

@@ -82,7 +82,7 @@ output instead.`,
 				}
 				return fmt.Errorf("%s: %w", output, errOutputExists)
 			}
-			s, err := openStore(cmd.Context(), args[0], readFile)
+			s, err := a.openStore(cmd.Context(), args[0], readFile)
 			if err != nil {
 				return err
 			}

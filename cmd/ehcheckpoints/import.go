@@ -56,7 +56,7 @@ live, unless --force.`,
 			}
 			// FILE is opened even for no records, so that it is created
 			// as promised, or refused if it is not a store file.
-			s, existing, err := openDestination(cmd.Context(), args[0], o.dryRun)
+			s, existing, err := a.openDestination(cmd.Context(), args[0], o.dryRun)
 			if err != nil {
 				return err
 			}

@@ -51,7 +51,7 @@ relinquished partitions. Names are lower case, as the store keeps them.`,
   ehcheckpoints ls checkpoints.db --json`,
 		Args: exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(cmd.Context(), args[0], readFile)
+			s, err := a.openStore(cmd.Context(), args[0], readFile)
 			if err != nil {
 				return err
 			}

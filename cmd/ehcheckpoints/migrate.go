@@ -206,7 +206,7 @@ func (o *migrateOptions) checkSpellings(ctx context.Context, cc *container.Clien
 }
 
 func (o *migrateOptions) toBlobStore(ctx context.Context, a *app, file string, cc *container.Client, store *checkpoints.BlobStore, containerName string) error {
-	s, err := openStore(ctx, file, readFile)
+	s, err := a.openStore(ctx, file, readFile)
 	if err != nil {
 		return err
 	}
@@ -378,7 +378,7 @@ func (o *migrateOptions) fromBlobStore(ctx context.Context, a *app, file string,
 		return fmt.Errorf("no checkpoints in container %s match; give --ownership to copy ownerships", containerName)
 	}
 
-	s, existing, err := openDestination(ctx, file, o.edit.dryRun)
+	s, existing, err := a.openDestination(ctx, file, o.edit.dryRun)
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ said on stderr and is no failure, so a cleanup script can run again.`,
 			if owner != "" {
 				sel.all = true
 			}
-			s, targets, err := sel.open(cmd.Context(), args[0], edit.use(), false)
+			s, targets, err := sel.open(cmd.Context(), a, args[0], edit.use(), false)
 			if err != nil {
 				return err
 			}

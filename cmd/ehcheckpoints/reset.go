@@ -31,7 +31,7 @@ and checkpoints again. All deletions happen in one transaction.`,
 			if err := exactlyOneFlag(cmd, "partition", "all"); err != nil {
 				return err
 			}
-			s, targets, err := sel.open(cmd.Context(), args[0], edit.use(), false)
+			s, targets, err := sel.open(cmd.Context(), a, args[0], edit.use(), false)
 			if err != nil {
 				return err
 			}

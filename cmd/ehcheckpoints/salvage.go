@@ -41,13 +41,15 @@ again from the processors' configured start position.`,
 			} else if !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), cliLockTimeout)
+			ctx, cancel := context.WithTimeout(cmd.Context(), a.lockTimeout)
+			stopNotice := a.noticeWait(src)
 			records, lost, err := boltstore.Salvage(ctx, src)
+			stopNotice()
 			cancel()
 			if err != nil {
 				return err
 			}
-			if err := writeSalvaged(cmd.Context(), dest, records); err != nil {
+			if err := a.writeSalvaged(cmd.Context(), dest, records); err != nil {
 				return err
 			}
 			ownerships, checkpoints := 0, 0
@@ -74,7 +76,7 @@ var errDestExists = errors.New("already exists; salvage writes a new file")
 // store in a directory of its own next to dest and links it into place
 // once complete, so dest is either absent or whole, and a file that
 // appeared at dest meanwhile is neither overwritten nor removed.
-func writeSalvaged(ctx context.Context, dest string, records []boltstore.Record) error {
+func (a *app) writeSalvaged(ctx context.Context, dest string, records []boltstore.Record) error {
 	dir := filepath.Dir(dest)
 	tmpDir, err := os.MkdirTemp(dir, "."+filepath.Base(dest)+".salvage-*")
 	if err != nil {
@@ -82,7 +84,7 @@ func writeSalvaged(ctx context.Context, dest string, records []boltstore.Record)
 	}
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, filepath.Base(dest))
-	s, err := openStore(ctx, tmp, createFile)
+	s, err := a.openStore(ctx, tmp, createFile)
 	if err != nil {
 		return err
 	}

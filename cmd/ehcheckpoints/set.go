@@ -53,7 +53,7 @@ changes are written in one transaction.`,
 			if cp.SequenceNumber == nil && cp.Offset == nil {
 				return usagef("give --sequence, --offset or both")
 			}
-			s, targets, err := sel.open(cmd.Context(), args[0], edit.use(), true)
+			s, targets, err := sel.open(cmd.Context(), a, args[0], edit.use(), true)
 			if err != nil {
 				return err
 			}

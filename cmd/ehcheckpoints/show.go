@@ -52,7 +52,7 @@ relinquished ownership has "released": true (and "expired": false).`,
   ehcheckpoints show checkpoints.db --json | jq '.groups[].partitions[] | select(.ownership.expired)'`,
 		Args: exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(cmd.Context(), args[0], readFile)
+			s, err := a.openStore(cmd.Context(), args[0], readFile)
 			if err != nil {
 				return err
 			}

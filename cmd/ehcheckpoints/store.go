@@ -30,27 +30,58 @@ const (
 
 // openStore opens the store file at path with the options processors use,
 // so the CLI takes its turn on a file they hold like any other process,
-// except that an operator waits at most cliLockTimeout for a stuck lock,
-// or until ctx ends (Ctrl-C). boltstore.OpenContext creates a missing
-// file; only verbs that write data (createFile) want that, the others
-// report the missing file.
-func openStore(ctx context.Context, path string, use fileUse) (*boltstore.Store, error) {
+// except that an operator waits at most --lock-timeout for a stuck lock,
+// and hears about the wait, or until ctx ends (Ctrl-C).
+// boltstore.OpenContext creates a missing file; only verbs that write data
+// (createFile) want that, the others report the missing file.
+func (a *app) openStore(ctx context.Context, path string, use fileUse) (*boltstore.Store, error) {
 	if err := checkStoreFile(path, use == createFile); err != nil {
 		return nil, err
 	}
-	opts := boltstore.Options{LockTimeout: cliLockTimeout}
+	defer a.noticeWait(path)()
+	opts := boltstore.Options{LockTimeout: a.lockTimeout}
 	s, err := boltstore.OpenContext(ctx, path, &opts)
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		// Opening takes long only while another process holds the file.
-		return nil, fmt.Errorf("%s: interrupted while waiting for the file", path)
-	}
-	if use == readFile && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
+	readOnly := use == readFile && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS))
+	if readOnly {
 		opts.ReadOnly = true
-		if s, err = boltstore.OpenContext(ctx, path, &opts); err != nil {
-			return nil, fmt.Errorf("no write access, so read-only: %w", err)
-		}
+		s, err = boltstore.OpenContext(ctx, path, &opts)
 	}
-	return s, err
+	switch {
+	case err == nil:
+		return s, nil
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		// Opening takes long only while another process holds the file.
+		err = fmt.Errorf("%s: interrupted while waiting for the file", path)
+	case errors.Is(err, boltstore.ErrLockTimeout):
+		err = fmt.Errorf("%w (--lock-timeout %s)", err, a.lockTimeout)
+	}
+	if readOnly {
+		err = fmt.Errorf("no write access, so read-only: %w", err)
+	}
+	return nil, err
+}
+
+// waitNoticeDelay is how long opening a file may take before the CLI says
+// that it waits: processors hand the file over within milliseconds.
+const waitNoticeDelay = time.Second
+
+// noticeWait says on stderr, once waitNoticeDelay has passed, that the
+// verb waits for the file at path, and for how long at most. The function
+// it returns ends the wait; once it returns, nothing more is written.
+func (a *app) noticeWait(path string) (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		select {
+		case <-done:
+		case <-time.After(waitNoticeDelay):
+			fmt.Fprintf(a.stderr, "ehcheckpoints: waiting for %s, which another process may hold; giving up after %s (--lock-timeout)\n", path, a.lockTimeout)
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }
 
 // checkStoreFile reports a store file argument that is missing (unless
@@ -71,7 +102,7 @@ func checkStoreFile(path string, missingOK bool) error {
 // into, creating it unless dryRun, and returns its records. With dryRun a
 // missing file reads as an empty store and is not created; s is then nil.
 // A dry run only reads, so it also works on a file the user may not write.
-func openDestination(ctx context.Context, path string, dryRun bool) (s *boltstore.Store, existing []boltstore.Record, err error) {
+func (a *app) openDestination(ctx context.Context, path string, dryRun bool) (s *boltstore.Store, existing []boltstore.Record, err error) {
 	use := createFile
 	if dryRun {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
@@ -79,7 +110,7 @@ func openDestination(ctx context.Context, path string, dryRun bool) (s *boltstor
 		}
 		use = readFile
 	}
-	if s, err = openStore(ctx, path, use); err != nil {
+	if s, err = a.openStore(ctx, path, use); err != nil {
 		return nil, nil, err
 	}
 	if existing, err = s.Records(ctx, boltstore.Scope{}); err != nil {
@@ -89,10 +120,11 @@ func openDestination(ctx context.Context, path string, dryRun bool) (s *boltstor
 	return s, existing, nil
 }
 
-// cliLockTimeout bounds the wait for a file another process keeps locked.
-// Processors hand the file over within milliseconds; a longer wait means
-// something is stuck, and the operator should hear about it.
-const cliLockTimeout = 10 * time.Second
+// defaultLockTimeout is the default of --lock-timeout, which bounds the
+// wait for a file another process keeps locked. Processors hand the file
+// over within milliseconds; a longer wait means something is stuck, and
+// the operator should hear about it.
+const defaultLockTimeout = 10 * time.Second
 
 // defaultExpiry is the processors' default ownership expiration.
 const defaultExpiry = 2 * time.Minute
@@ -110,19 +142,19 @@ func addScopeFlags(cmd *cobra.Command, scope *boltstore.Scope) {
 // ownership as free.
 func addExpiryFlag(cmd *cobra.Command, expiry *time.Duration) {
 	*expiry = defaultExpiry
-	cmd.Flags().Var((*expiryValue)(expiry), "expiry", "ownership expiration of the processors (their PartitionExpirationDuration)")
+	cmd.Flags().Var((*positiveDuration)(expiry), "expiry", "ownership expiration of the processors (their PartitionExpirationDuration)")
 }
 
-// expiryValue is the value of --expiry: a duration, and a positive one, as
-// a processor's PartitionExpirationDuration is; with zero or less every
-// ownership would count as expired.
-type expiryValue time.Duration
+// positiveDuration is the value of a flag that takes a positive duration:
+// --expiry, as a processor's PartitionExpirationDuration is (with zero or
+// less every ownership would count as expired), and --lock-timeout.
+type positiveDuration time.Duration
 
-func (e *expiryValue) String() string { return time.Duration(*e).String() }
+func (e *positiveDuration) String() string { return time.Duration(*e).String() }
 
-func (e *expiryValue) Type() string { return "duration" }
+func (e *positiveDuration) Type() string { return "duration" }
 
-func (e *expiryValue) Set(s string) error {
+func (e *positiveDuration) Set(s string) error {
 	d, err := time.ParseDuration(s)
 	if err != nil {
 		return err
@@ -130,7 +162,7 @@ func (e *expiryValue) Set(s string) error {
 	if d <= 0 {
 		return fmt.Errorf("%s is not a positive duration", s)
 	}
-	*e = expiryValue(d)
+	*e = positiveDuration(d)
 	return nil
 }
 
@@ -377,8 +409,8 @@ func (o *selectOptions) complete() bool {
 
 // open opens the store file of an editing verb, for use, and resolves its
 // targets from the records in scope. The caller closes the store.
-func (o *selectOptions) open(ctx context.Context, path string, use fileUse, oneGroup bool) (*boltstore.Store, []target, error) {
-	s, err := openStore(ctx, path, use)
+func (o *selectOptions) open(ctx context.Context, a *app, path string, use fileUse, oneGroup bool) (*boltstore.Store, []target, error) {
+	s, err := a.openStore(ctx, path, use)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -40,7 +40,7 @@ share the file are not slowed down.`,
 			if count < 0 {
 				return usagef("--count must not be negative")
 			}
-			s, err := openStore(cmd.Context(), args[0], readFile)
+			s, err := a.openStore(cmd.Context(), args[0], readFile)
 			if err != nil {
 				return err
 			}
