@@ -153,11 +153,25 @@ func (o *migrateOptions) containerClient(explicitCS bool) (*container.Client, st
 	if o.containerName == "" {
 		return nil, "", usagef("give --container (with a connection string) or --container-url")
 	}
+	if !validContainerName(o.containerName) {
+		return nil, "", usagef("--container %q is not a container name: 3 to 63 lower-case letters, digits and hyphens, beginning and ending with a letter or digit, with no two hyphens in a row", o.containerName)
+	}
 	if o.connectionString == "" {
 		return nil, "", usagef("give --connection-string or set %s", envConnectionString)
 	}
 	cc, err := container.NewClientFromConnectionString(o.connectionString, o.containerName, nil)
 	return cc, o.containerName, err
+}
+
+// containerNameChars is Azure's rule for a container name's characters:
+// lower-case letters, digits and single hyphens between them.
+var containerNameChars = regexp.MustCompile(`^[a-z0-9](-?[a-z0-9])*$`)
+
+// validContainerName reports whether Azure accepts name for a container,
+// checked here so that a typo gets a clear message rather than the
+// service's HTTP 400 body.
+func validContainerName(name string) bool {
+	return len(name) >= 3 && len(name) <= 63 && containerNameChars.MatchString(name)
 }
 
 // blobNames spells a group's names for the container: as the scope flags
