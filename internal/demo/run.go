@@ -74,8 +74,21 @@ const (
 	publishPeriod = 12 * time.Second // over which the events are spread
 	livePause     = 3 * time.Second  // to look at the table after each step
 	plainPause    = time.Second      // to let events flow between steps
-	phaseTimeout  = 30 * time.Second
+	// basePhaseTimeout bounds each step, plus the time balancing takes
+	// (see phaseTimeout).
+	basePhaseTimeout = 30 * time.Second
 )
+
+// phaseTimeout bounds each step of the demo. The processors' balanced
+// strategy claims one partition per processor per update interval, so
+// balancing takes Partitions/Processors intervals, and taking over a
+// killed processor's partitions up to Partitions/(Processors-1): the bound
+// grows with that, twice over for slack, so that many partitions balance
+// too, only more slowly.
+func (o Options) phaseTimeout() time.Duration {
+	claims := (o.Partitions + o.Processors - 2) / (o.Processors - 1) // rounded up
+	return basePhaseTimeout + 2*time.Duration(claims)*demoUpdateInterval
+}
 
 // Run starts the test double and o.Processors processor processes on a
 // new store file, publishes o.Events events, waits until the processors
@@ -225,7 +238,7 @@ func (r *runner) run(ctx context.Context) error {
 			}
 		}
 	}
-	stopCtx, cancel := context.WithTimeout(ctx, phaseTimeout)
+	stopCtx, cancel := context.WithTimeout(ctx, o.phaseTimeout())
 	defer cancel()
 	for _, p := range r.procs {
 		if p != victim {
@@ -290,7 +303,8 @@ func (r *runner) pause() time.Duration {
 
 // until refreshes the screen until cond holds.
 func (r *runner) until(ctx context.Context, what string, cond func() bool) error {
-	deadline := time.Now().Add(phaseTimeout)
+	timeout := r.o.phaseTimeout()
+	deadline := time.Now().Add(timeout)
 	for {
 		if err := r.refresh(ctx); err != nil {
 			return err
@@ -299,7 +313,7 @@ func (r *runner) until(ctx context.Context, what string, cond func() bool) error
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not %s after %s; owners: %s", what, phaseTimeout, r.shares())
+			return fmt.Errorf("not %s after %s; owners: %s", what, timeout, r.shares())
 		}
 		if err := sleepCtx(ctx, refreshEvery); err != nil {
 			return err
