@@ -71,7 +71,7 @@ func openBolt(path string, f *os.File, readOnly, recoverTorn bool) (db *bolt.DB,
 			return err
 		})
 		switch {
-		case err != nil || version == formatVersion:
+		case err != nil || version == FormatVersion:
 			return err
 		case readOnly:
 			return fmt.Errorf("%s: %w: %w (format %d), which opening it with write access once converts, after which older boltstores refuse it", path, ErrReadOnly, ErrOlderFormat, version)
@@ -251,9 +251,9 @@ func checkFormat(path string, tx *bolt.Tx, fileSize int64) (byte, error) {
 	switch v := marker.Get(keyFormat); {
 	case len(v) != 1:
 		return 0, corruptError(path, "the format marker is damaged")
-	case v[0] > formatVersion:
+	case v[0] > FormatVersion:
 		return 0, fmt.Errorf("%s: %w: format version %d is newer than this boltstore reads (%d); upgrade boltstore",
-			path, ErrUnsupportedFormat, v[0], formatVersion)
+			path, ErrUnsupportedFormat, v[0], FormatVersion)
 	case v[0] < oldestFormatVersion:
 		return 0, fmt.Errorf("%s: %w: unknown format version %d", path, ErrUnsupportedFormat, v[0])
 	default:
@@ -267,7 +267,7 @@ func initBolt(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	if err := marker.Put(keyFormat, []byte{formatVersion}); err != nil {
+	if err := marker.Put(keyFormat, []byte{FormatVersion}); err != nil {
 		return err
 	}
 	for _, name := range layoutBuckets {

@@ -14,7 +14,7 @@ import (
 // File layout. Every name below is a bbolt bucket unless marked as a key.
 //
 //	boltstore                  format marker
-//	  format   (key)           one byte: formatVersion
+//	  format   (key)           one byte: FormatVersion
 //	g                          consumer groups
 //	  <group key>  (key)       the group's id (appendGroupID)
 //	o                          ownership records
@@ -44,7 +44,10 @@ import (
 // its length, its digits; any other id is 0x01 followed by its bytes, after
 // all numeric ones.
 const (
-	formatVersion byte = 3
+	// FormatVersion is the format of the store files this boltstore
+	// writes. Open converts a file of an older format and refuses a newer
+	// one (ErrUnsupportedFormat).
+	FormatVersion = 3
 	// oldestFormatVersion is the oldest version this boltstore reads: 1,
 	// written before commit records (commit.go). Versions 1 and 2 keep
 	// records in nested buckets; they are converted to version 3 when the

@@ -35,7 +35,7 @@ func migrateLayout(path string, db *bolt.DB, f *os.File, version byte) error {
 		return corruptError(path, fmt.Sprintf("converting it from the nested layout of format version %d: %v", version, err))
 	}
 	// Older boltstores refuse a file of a newer version.
-	if err := tx.Bucket(bucketMarker).Put(keyFormat, []byte{formatVersion}); err != nil {
+	if err := tx.Bucket(bucketMarker).Put(keyFormat, []byte{FormatVersion}); err != nil {
 		return err
 	}
 	if err := commitDurably(tx, f, false, nil); err != nil {

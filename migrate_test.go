@@ -185,8 +185,8 @@ func TestNestedLayoutIsConvertedAtOpen(t *testing.T) {
 			}
 			s.Close()
 			v, buckets := fileFormat(t, path)
-			if v != formatVersion || fmt.Sprint(buckets) != "[boltstore c g o]" {
-				t.Fatalf("after the conversion: format %d, buckets %v; want %d, [boltstore c g o]", v, buckets, formatVersion)
+			if v != FormatVersion || fmt.Sprint(buckets) != "[boltstore c g o]" {
+				t.Fatalf("after the conversion: format %d, buckets %v; want %d, [boltstore c g o]", v, buckets, FormatVersion)
 			}
 			s = openTestStore(t, path, nil)
 			if from, ok := s.ConvertedFrom(); ok {

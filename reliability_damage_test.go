@@ -727,7 +727,7 @@ func relDamageCases(data []byte, seed uint64, scale int) []relDamageCase {
 	cases = append(cases, relDamageCase{desc: "format-marker: key missing", mustFail: true, build: func() []byte {
 		return relBoltFile(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bucketMarker); return err })
 	}})
-	for _, v := range []byte{formatVersion + 1, 255, 0} {
+	for _, v := range []byte{FormatVersion + 1, 255, 0} {
 		cases = append(cases, relDamageCase{desc: fmt.Sprintf("format-version: %d", v), mustFail: true, unsupported: true, build: func() []byte {
 			return relSetFormat(data, v)
 		}})

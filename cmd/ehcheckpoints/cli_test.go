@@ -64,11 +64,12 @@ func TestHelp(t *testing.T) {
 }
 
 // TestVersion checks that the version verb and --version print the same
-// line: the module version (or "(devel)"), the commit if recorded, and Go's.
+// line: the module version (or "(devel)"), the commit if recorded, Go's,
+// and the store format.
 func TestVersion(t *testing.T) {
 	verb := mustRun(t, "", "version")
 	flag := mustRun(t, "", "--version")
-	want := regexp.MustCompile(`^ehcheckpoints (\(devel\)|v\S+)(, commit [0-9a-f]+( with local changes)?)?, go\S+\n$`)
+	want := regexp.MustCompile(`^ehcheckpoints (\(devel\)|v\S+)(, commit [0-9a-f]+( with local changes)?)?, go\S+, writes store format 3\n$`)
 	if !want.MatchString(verb.stdout) || flag.stdout != verb.stdout {
 		t.Errorf("version: %q, --version: %q; want one line matching %s", verb.stdout, flag.stdout, want)
 	}

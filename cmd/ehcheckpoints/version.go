@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime/debug"
 
+	"github.com/ehcheckpoints/boltstore"
 	"github.com/spf13/cobra"
 )
 
@@ -15,8 +16,8 @@ func newVersionCmd(a *app) *cobra.Command {
 		Short: "Print the version of ehcheckpoints",
 		Long: `version prints the version of the boltstore module this ehcheckpoints was
 built from ("(devel)" when built from a checkout without a version), the
-commit if the build recorded it, and the Go release it was built with.
---version prints the same.`,
+commit if the build recorded it, the Go release it was built with, and the
+store file format it writes. --version prints the same.`,
 		Example: `  ehcheckpoints version
   ehcheckpoints --version`,
 		Args: cobra.NoArgs,
@@ -50,5 +51,5 @@ func version() string {
 			v += " with local changes"
 		}
 	}
-	return v + ", " + info.GoVersion
+	return fmt.Sprintf("%s, %s, writes store format %d", v, info.GoVersion, boltstore.FormatVersion)
 }
