@@ -19,7 +19,7 @@ import (
 
 // ourVerbs are the verbs of the issue; other files of the command may add
 // more (demo, bench), and TestHelp covers those too.
-var ourVerbs = []string{"ls", "show", "watch", "set", "reset", "release", "delete", "export", "import", "migrate", "backup", "check", "compact", "salvage", "version"}
+var ourVerbs = []string{"ls", "show", "watch", "set", "reset", "release", "delete", "export", "import", "migrate", "backup", "check", "compact", "salvage", "version", "upgrade"}
 
 // TestHelp checks that every verb that ehcheckpoints --help lists, as a new
 // user would first try it, has --help with a usage line and an example,

@@ -21,8 +21,9 @@ import (
 type fileUse int
 
 const (
-	// readFile only reads it: a file the user may read but not write (of
-	// another user, on a read-only mount) is then opened read-only.
+	// readFile only reads it, as it is: the store is opened read-only,
+	// so reading converts no file of an older boltstore and works on a
+	// file the user may not write (of another user, on a read-only mount).
 	readFile   fileUse = iota
 	editFile           // changes it
 	createFile         // changes it, creating it if it is missing
@@ -33,32 +34,47 @@ const (
 // except that an operator waits at most --lock-timeout for a stuck lock,
 // and hears about the wait, or until ctx ends (Ctrl-C).
 // boltstore.OpenContext creates a missing file; only verbs that write data
-// (createFile) want that, the others report the missing file.
+// (createFile) want that, the others report the missing file. Opening for
+// a change converts a file of an older boltstore, and says so on stderr.
 func (a *app) openStore(ctx context.Context, path string, use fileUse) (*boltstore.Store, error) {
 	if err := checkStoreFile(path, use == createFile); err != nil {
 		return nil, err
 	}
 	defer a.noticeWait(path)()
-	opts := boltstore.Options{LockTimeout: a.lockTimeout}
-	s, err := boltstore.OpenContext(ctx, path, &opts)
-	readOnly := use == readFile && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS))
-	if readOnly {
-		opts.ReadOnly = true
-		s, err = boltstore.OpenContext(ctx, path, &opts)
-	}
+	s, err := a.open(ctx, path, use)
 	switch {
 	case err == nil:
+		if from, ok := s.ConvertedFrom(); ok {
+			fmt.Fprintf(a.stderr, "ehcheckpoints: converted %s from the layout of an older boltstore (format %d) to format %d; older boltstores now refuse it\n", path, from, boltstore.FormatVersion)
+		}
 		return s, nil
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		// Opening takes long only while another process holds the file.
 		err = fmt.Errorf("%s: interrupted while waiting for the file", path)
+	case errors.Is(err, boltstore.ErrOlderFormat):
+		err = fmt.Errorf("%w\nReading verbs and dry runs leave it as it is: upgrade the processors that use it, then run 'ehcheckpoints upgrade %s'", err, path)
 	case errors.Is(err, boltstore.ErrLockTimeout):
 		err = fmt.Errorf("%w (--lock-timeout %s)", err, a.lockTimeout)
 	}
-	if readOnly {
-		err = fmt.Errorf("no write access, so read-only: %w", err)
-	}
 	return nil, err
+}
+
+// open opens the store as use needs it. A read-only store cannot undo a
+// last commit that did not reach the disk whole (ErrReadOnly without
+// ErrOlderFormat), so reading verbs then open it with write access, as
+// any process that opens the file next would, if they may.
+func (a *app) open(ctx context.Context, path string, use fileUse) (*boltstore.Store, error) {
+	opts := boltstore.Options{LockTimeout: a.lockTimeout, ReadOnly: use == readFile}
+	s, err := boltstore.OpenContext(ctx, path, &opts)
+	if !opts.ReadOnly || !errors.Is(err, boltstore.ErrReadOnly) || errors.Is(err, boltstore.ErrOlderFormat) {
+		return s, err
+	}
+	opts.ReadOnly = false
+	s, writeErr := boltstore.OpenContext(ctx, path, &opts)
+	if errors.Is(writeErr, fs.ErrPermission) || errors.Is(writeErr, syscall.EROFS) {
+		return nil, fmt.Errorf("%w; and without write access this verb cannot", err)
+	}
+	return s, writeErr
 }
 
 // waitNoticeDelay is how long opening a file may take before the CLI says

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/ehcheckpoints/boltstore"
+	"github.com/spf13/cobra"
+)
+
+func init() { registerVerb(newUpgradeCmd) }
+
+func newUpgradeCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "upgrade FILE",
+		Short: "Convert a file of an older boltstore to the current format",
+		Long: `upgrade converts FILE, if an older boltstore wrote it (format 1 or 2), to
+the format this one writes, in one durable commit, and says which format
+FILE is in. Older boltstores refuse a converted file, so upgrade the
+processors that use FILE first; keep a copy (cp, while no processor runs)
+if you may need to go back.
+
+Reading verbs and dry runs do not convert a file; they refuse an older one
+and point here. Editing verbs convert it as they open it, and say so.`,
+		Example: `  ehcheckpoints upgrade checkpoints.db`,
+		Args:    exactArgs("FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := a.openStore(cmd.Context(), args[0], editFile)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			state := "already in"
+			if _, converted := s.ConvertedFrom(); converted {
+				state = "now in"
+			}
+			_, err = fmt.Fprintf(a.stdout, "%s is %s format %d\n", args[0], state, boltstore.FormatVersion)
+			return err
+		},
+	}
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestOlderFormat runs the verbs on a file an older boltstore wrote
+// (testdata/format2.db, format 2): reading verbs and dry runs refuse it
+// and leave it as it is, so that processors still running the older
+// boltstore keep working; upgrade converts it and says so, and so does an
+// editing verb.
+func TestOlderFormat(t *testing.T) {
+	legacy, err := os.ReadFile(filepath.Join("testdata", "format2.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	copyOf := func(name string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, legacy, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+
+	path := copyOf("old.db")
+	set := []string{"set", path, "-n", "ns.servicebus.windows.net", "--hub", "hub", "-g", "other", "-p", "0", "--sequence", "7", "--force"}
+	for _, args := range [][]string{
+		{"show", path},
+		{"check", path},
+		{"export", path},
+		{"backup", path, filepath.Join(dir, "backup.db")},
+		append(set, "--dry-run"),
+	} {
+		r := ehc(t, "", nil, args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "older boltstore (format 2)") || !strings.Contains(r.stderr, "ehcheckpoints upgrade "+path) {
+			t.Errorf("%s on a format 2 file: exit %d, stderr:\n%s\nwant exit 1, the format, and the advice to upgrade", args[0], r.code, r.stderr)
+		}
+		if now, err := os.ReadFile(path); err != nil || !bytes.Equal(now, legacy) {
+			t.Fatalf("%s changed the format 2 file (%v)", strings.Join(args, " "), err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "backup.db")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused backup left a file: %v", err)
+	}
+
+	converted := "converted " + path + " from the layout of an older boltstore (format 2) to format 3"
+	r := mustRun(t, "", "upgrade", path)
+	if r.stdout != path+" is now in format 3\n" || !strings.Contains(r.stderr, converted) {
+		t.Errorf("upgrade: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	if r := mustRun(t, "", "upgrade", path); r.stdout != path+" is already in format 3\n" || r.stderr != "" {
+		t.Errorf("upgrade again: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	if r := mustRun(t, "", "show", path, "-g", "other"); !strings.Contains(r.stdout, "owner-10") {
+		t.Errorf("show after upgrade:\n%s", r.stdout)
+	}
+
+	edited := copyOf("edited.db")
+	set[1] = edited
+	if r := mustRun(t, "", set...); !strings.Contains(r.stderr, "converted "+edited) || !strings.Contains(r.stdout, "sequence 7") {
+		t.Errorf("set on a format 2 file: stdout %q, stderr %q; want the change and a note of the conversion", r.stdout, r.stderr)
+	}
+}
