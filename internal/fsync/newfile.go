@@ -26,7 +26,10 @@ func NewFile(dest string, fill func(f *os.File) error) error {
 // newFile is NewFile; unnamed false makes it use a temporary name even
 // where the file system could do without.
 func newFile(dest string, fill func(*os.File) error, unnamed bool) error {
-	if _, err := os.Lstat(dest); err == nil {
+	if info, err := os.Lstat(dest); err == nil {
+		if info.IsDir() {
+			return fmt.Errorf("%s: is a directory: %w", dest, fs.ErrExist)
+		}
 		return fmt.Errorf("%s: %w", dest, fs.ErrExist)
 	}
 	dir := filepath.Dir(dest)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -50,6 +51,9 @@ func TestNewFile(t *testing.T) {
 			}
 			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 				t.Fatalf("the directory holds %v, want only the new file", entries)
+			}
+			if err := newFile(dir, write("over a directory"), unnamed); !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), "is a directory") {
+				t.Fatalf("NewFile over a directory: %v, want fs.ErrExist saying it is a directory", err)
 			}
 		})
 	}
