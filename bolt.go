@@ -22,13 +22,14 @@ import (
 // openBolt opens bbolt on f, which already holds the flock, checks that
 // the file is a boltstore file of a format this version reads, and
 // converts a file of an older layout (migrateLayout), reporting its format
-// as convertedFrom. With recoverTorn it first falls back from a commit that
-// did not reach the disk whole, reporting its transaction id as undone,
-// and syncs the file (recoverTornCommit). bbolt panics on some damaged
-// files; the panic becomes ErrCorrupt. readOnly opens it for reading on a
-// read-only f: a torn commit or an older layout, which need a write, is
-// then ErrReadOnly, and the older layout also ErrOlderFormat.
-func openBolt(path string, f *os.File, readOnly, recoverTorn bool) (db *bolt.DB, report openReport, err error) {
+// as convertedFrom, unless keepFormat, which refuses it (ErrOlderFormat).
+// With recoverTorn it first falls back from a commit that did not reach
+// the disk whole, reporting its transaction id as undone, and syncs the
+// file (recoverTornCommit). bbolt panics on some damaged files; the panic
+// becomes ErrCorrupt. readOnly opens it for reading on a read-only f: a
+// torn commit or an older layout, which need a write, is then ErrReadOnly,
+// and the older layout also ErrOlderFormat.
+func openBolt(path string, f *os.File, readOnly, keepFormat, recoverTorn bool) (db *bolt.DB, report openReport, err error) {
 	info, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -74,7 +75,9 @@ func openBolt(path string, f *os.File, readOnly, recoverTorn bool) (db *bolt.DB,
 		case err != nil || version == FormatVersion:
 			return err
 		case readOnly:
-			return fmt.Errorf("%s: %w: %w (format %d), which opening it with write access once converts, after which older boltstores refuse it", path, ErrReadOnly, ErrOlderFormat, version)
+			return fmt.Errorf("%s: %w: %w (format %d), which older boltstores refuse once it is converted; opening it with write access converts it", path, ErrReadOnly, ErrOlderFormat, version)
+		case keepFormat:
+			return fmt.Errorf("%s: %w (format %d), which older boltstores refuse once it is converted", path, ErrOlderFormat, version)
 		}
 		report.convertedFrom = version
 		return migrateLayout(path, db, f, version)

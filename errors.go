@@ -27,9 +27,9 @@ var ErrUnsupportedFormat = errors.New("boltstore: unsupported file format")
 var ErrChanged = errors.New("boltstore: ownership changed since it was read")
 
 // ErrOlderFormat reports a file in the layout of an older boltstore, which
-// a store opened with Options.ReadOnly cannot read; it comes with
-// ErrReadOnly. A writable Open converts the file (Store.ConvertedFrom),
-// after which older boltstores refuse it.
+// a store opened with Options.ReadOnly (then with ErrReadOnly) or
+// Options.KeepOlderFormat does not read. Any other Open converts the file
+// (Store.ConvertedFrom), after which older boltstores refuse it.
 var ErrOlderFormat = errors.New("boltstore: the file has the layout of an older boltstore")
 
 // ErrReadOnly reports a write to a store opened with Options.ReadOnly, or a

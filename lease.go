@@ -34,6 +34,7 @@ type lease struct {
 	path        string
 	idleRelease time.Duration
 	readOnly    bool // open the file for reading, under a shared flock
+	keepFormat  bool // refuse to convert a file of an older format
 
 	mu       sync.Mutex
 	db       *bolt.DB
@@ -109,6 +110,7 @@ func newLease(path string, opts *Options) *lease {
 		path:        path,
 		idleRelease: opts.IdleRelease,
 		readOnly:    opts.ReadOnly,
+		keepFormat:  opts.KeepOlderFormat,
 		changed:     make(chan struct{}),
 		closing:     make(chan struct{}),
 	}
@@ -217,7 +219,7 @@ func (l *lease) lockAndOpen(ctx context.Context, deadline, notBefore time.Time, 
 	now, known := observeFile(f)
 	// A file as this lease left it after commits it synced needs no
 	// recovery; any other may hold another process's unsynced commit.
-	db, report, err := openBolt(l.path, f, l.readOnly, left == nil || !known || *left != now)
+	db, report, err := openBolt(l.path, f, l.readOnly, l.keepFormat, left == nil || !known || *left != now)
 	if err != nil {
 		return nil, nil, openReport{}, err
 	}

@@ -153,13 +153,17 @@ func TestNestedLayoutIsConvertedAtOpen(t *testing.T) {
 			writeLegacyFile(t, path, version, want, nil)
 
 			// Converting is a write: a read-only store refuses the file
-			// and leaves it as it was.
+			// and leaves it as it was, and so does a store told to keep
+			// the format.
 			legacy, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if _, err := Open(path, &Options{ReadOnly: true}); !errors.Is(err, ErrReadOnly) || !errors.Is(err, ErrOlderFormat) {
 				t.Fatalf("read-only Open of format %d: %v, want ErrReadOnly and ErrOlderFormat", version, err)
+			}
+			if _, err := Open(path, &Options{KeepOlderFormat: true}); !errors.Is(err, ErrOlderFormat) || errors.Is(err, ErrReadOnly) {
+				t.Fatalf("Open of format %d with KeepOlderFormat: %v, want ErrOlderFormat alone", version, err)
 			}
 			if now, err := os.ReadFile(path); err != nil || !bytes.Equal(now, legacy) {
 				t.Fatalf("the read-only Open changed the file (%v)", err)

@@ -46,6 +46,14 @@ type Options struct {
 	// converting the layout, is a write.
 	ReadOnly bool
 
+	// KeepOlderFormat makes Open fail with ErrOlderFormat, rather than
+	// convert it, for a file of an older boltstore, which older
+	// boltstores refuse once converted: for tools that must not change
+	// the format of a file that processors may still use. It still
+	// undoes a last commit that did not reach the disk whole, which older
+	// boltstores do alike.
+	KeepOlderFormat bool
+
 	// NoSync skips fsync on commit. A crash of the machine (not of the
 	// process) can then lose acknowledged writes or damage the file. For
 	// tests only. Default: false.
@@ -108,7 +116,7 @@ func Open(path string, opts *Options) (*Store, error) {
 // runs to its end.
 func OpenContext(ctx context.Context, path string, opts *Options) (*Store, error) {
 	if path == "" {
-		return nil, fmt.Errorf("boltstore: Open: %w: the path is empty", ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: Open: the path is empty", ErrInvalidArgument)
 	}
 	o, err := opts.withDefaults()
 	if err != nil {

@@ -21,9 +21,11 @@ import (
 type fileUse int
 
 const (
-	// readFile only reads it, as it is: the store is opened read-only,
-	// so reading converts no file of an older boltstore and works on a
-	// file the user may not write (of another user, on a read-only mount).
+	// readFile only reads it. It converts no file of an older boltstore
+	// (KeepOlderFormat), and a file the user may not write (of another
+	// user, on a read-only mount) is opened read-only. Like any process
+	// that opens the file, it undoes a last commit that did not reach the
+	// disk whole, where it may write.
 	readFile   fileUse = iota
 	editFile           // changes it
 	createFile         // changes it, creating it if it is missing
@@ -40,8 +42,9 @@ func (a *app) openStore(ctx context.Context, path string, use fileUse) (*boltsto
 	if err := checkStoreFile(path, use == createFile); err != nil {
 		return nil, err
 	}
-	defer a.noticeWait(path)()
+	stopNotice := a.noticeWait(path)
 	s, err := a.open(ctx, path, use)
+	stopNotice()
 	switch {
 	case err == nil:
 		if from, ok := s.ConvertedFrom(); ok {
@@ -59,22 +62,18 @@ func (a *app) openStore(ctx context.Context, path string, use fileUse) (*boltsto
 	return nil, err
 }
 
-// open opens the store as use needs it. A read-only store cannot undo a
-// last commit that did not reach the disk whole (ErrReadOnly without
-// ErrOlderFormat), so reading verbs then open it with write access, as
-// any process that opens the file next would, if they may.
+// open opens the store as use needs it: with write access, and for a
+// reading verb that may not write the file, read-only.
 func (a *app) open(ctx context.Context, path string, use fileUse) (*boltstore.Store, error) {
-	opts := boltstore.Options{LockTimeout: a.lockTimeout, ReadOnly: use == readFile}
+	opts := boltstore.Options{LockTimeout: a.lockTimeout, KeepOlderFormat: use == readFile}
 	s, err := boltstore.OpenContext(ctx, path, &opts)
-	if !opts.ReadOnly || !errors.Is(err, boltstore.ErrReadOnly) || errors.Is(err, boltstore.ErrOlderFormat) {
-		return s, err
+	if use == readFile && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
+		opts.ReadOnly = true
+		if s, err = boltstore.OpenContext(ctx, path, &opts); err != nil {
+			return nil, fmt.Errorf("no write access, so read-only: %w", err)
+		}
 	}
-	opts.ReadOnly = false
-	s, writeErr := boltstore.OpenContext(ctx, path, &opts)
-	if errors.Is(writeErr, fs.ErrPermission) || errors.Is(writeErr, syscall.EROFS) {
-		return nil, fmt.Errorf("%w; and without write access this verb cannot", err)
-	}
-	return s, writeErr
+	return s, err
 }
 
 // waitNoticeDelay is how long opening a file may take before the CLI says

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	encbin "encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -60,6 +61,34 @@ func TestOlderFormat(t *testing.T) {
 	}
 	if r := mustRun(t, "", "show", path, "-g", "other"); !strings.Contains(r.stdout, "owner-10") {
 		t.Errorf("show after upgrade:\n%s", r.stdout)
+	}
+
+	// The conversion's commit cut short, as if upgrade had been killed:
+	// only its meta page reached the disk. Reading undoes that commit, as
+	// any process would, and still does not convert the file.
+	converted2, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := int(encbin.NativeEndian.Uint32(converted2[24:]))
+	txid := func(page int) uint64 { return encbin.NativeEndian.Uint64(converted2[page*pageSize+64:]) }
+	newest := 0
+	if txid(1) > txid(0) {
+		newest = 1
+	}
+	cut := copyOf("cut.db")
+	torn := append([]byte(nil), legacy...)
+	copy(torn[newest*pageSize:(newest+1)*pageSize], converted2[newest*pageSize:])
+	if err := os.WriteFile(cut, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if r := ehc(t, "", nil, "show", cut); r.code != 1 || !strings.Contains(r.stderr, "older boltstore (format 2)") || strings.Contains(r.stderr, "ehcheckpoints: converted") {
+			t.Fatalf("show on a format 2 file with a cut conversion: exit %d, stderr:\n%s\nwant it refused as format 2, not converted", r.code, r.stderr)
+		}
+	}
+	if r := mustRun(t, "", "upgrade", cut); r.stdout != cut+" is now in format 3\n" {
+		t.Errorf("upgrade after the cut conversion: %q", r.stdout)
 	}
 
 	edited := copyOf("edited.db")
