@@ -13,10 +13,10 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 )
 
 // openBolt opens bbolt on f, which already holds the flock, checks that
@@ -119,7 +119,9 @@ const (
 // a copy of its descriptor: closing the DB closes the file bbolt was
 // given, and NewFile still has to sync and link f after that.
 func openBoltOn(f *os.File) (*bolt.DB, error) {
-	fd, err := syscall.Dup(int(f.Fd()))
+	// Close-on-exec, like every descriptor Go opens: a child process
+	// started meanwhile must not inherit the file.
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Name(), err)
 	}

@@ -36,10 +36,14 @@ func newFile(dest string, fill func(*os.File) error, unnamed bool) error {
 	var p pendingFile
 	err := errNoUnnamedFiles
 	if unnamed {
-		p, err = createUnnamed(dir)
+		p, err = createUnnamed(dir, dest)
 	}
 	if err != nil {
 		if p, err = createNamed(dir, filepath.Base(dest)); err != nil {
+			// Name dest, not the temporary file that was never made.
+			if pathErr := (*fs.PathError)(nil); errors.As(err, &pathErr) {
+				err = fmt.Errorf("%s: %w", dest, pathErr.Err)
+			}
 			return err
 		}
 	}

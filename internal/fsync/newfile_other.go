@@ -3,4 +3,4 @@
 package fsync
 
 // createUnnamed fails: only Linux makes files without a name here.
-func createUnnamed(string) (pendingFile, error) { return pendingFile{}, errNoUnnamedFiles }
+func createUnnamed(string, string) (pendingFile, error) { return pendingFile{}, errNoUnnamedFiles }

@@ -10,20 +10,43 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 )
 
+// skipUnlessUnnamed skips a test of files made without a name where the
+// system or the file system under dir cannot make them (not Linux; NFS,
+// FUSE; no /proc), and fails it for any other reason createUnnamed fails.
+func skipUnlessUnnamed(t *testing.T, dir string) {
+	t.Helper()
+	p, err := createUnnamed(dir, filepath.Join(dir, "probe"))
+	switch {
+	case errors.Is(err, errNoUnnamedFiles) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.EISDIR) || errors.Is(err, fs.ErrNotExist):
+		t.Skipf("no files without a name here: %v", err)
+	case err != nil:
+		t.Fatalf("making a file without a name: %v", err)
+	}
+	p.discard()
+}
+
 // TestNewFile checks that NewFile links a complete file into place, leaves
 // nothing behind when fill fails, and never replaces an existing file:
-// with a file made without a name, and with one made under a temporary
-// name.
+// with a file made without a name, which has no name while fill runs, and
+// with one made under a temporary name.
 func TestNewFile(t *testing.T) {
 	for _, unnamed := range []bool{true, false} {
 		t.Run(map[bool]string{true: "unnamed", false: "named"}[unnamed], func(t *testing.T) {
 			dir := t.TempDir()
+			if unnamed {
+				skipUnlessUnnamed(t, dir)
+			}
 			dest := filepath.Join(dir, "out")
 			write := func(content string) func(*os.File) error {
 				return func(f *os.File) error {
+					entries, _ := os.ReadDir(dir)
+					if unnamed && len(entries) != 0 {
+						t.Errorf("while fill runs the directory holds %v, want nothing", entries)
+					}
 					_, err := io.WriteString(f, content)
 					return err
 				}
@@ -55,6 +78,10 @@ func TestNewFile(t *testing.T) {
 			if err := newFile(dir, write("over a directory"), unnamed); !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), "is a directory") {
 				t.Fatalf("NewFile over a directory: %v, want fs.ErrExist saying it is a directory", err)
 			}
+			missing := filepath.Join(dir, "missing", "out")
+			if err := newFile(missing, write("nowhere"), unnamed); !errors.Is(err, fs.ErrNotExist) || !strings.HasPrefix(err.Error(), missing+": ") {
+				t.Fatalf("NewFile in a missing directory: %v, want fs.ErrNotExist naming %s", err, missing)
+			}
 		})
 	}
 }
@@ -62,8 +89,11 @@ func TestNewFile(t *testing.T) {
 // TestNewFileAppearingMeanwhile checks that a file that appears at dest
 // while fill runs stays, and that NewFile then fails with fs.ErrExist.
 func TestNewFileAppearingMeanwhile(t *testing.T) {
-	for _, unnamed := range []bool{true, false} {
+	for _, unnamed := range []bool{false, true} {
 		dest := filepath.Join(t.TempDir(), "out")
+		if unnamed {
+			skipUnlessUnnamed(t, filepath.Dir(dest))
+		}
 		err := newFile(dest, func(f *os.File) error {
 			if err := os.WriteFile(dest, []byte("theirs"), 0o600); err != nil {
 				return err
@@ -100,6 +130,7 @@ func TestNewFileKilledDuringFill(t *testing.T) {
 		t.Skip("only Linux makes files without a name; elsewhere a killed NewFile leaves its temporary file")
 	}
 	dir := t.TempDir()
+	skipUnlessUnnamed(t, dir)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestNewFileKilledDuringFill$")
 	cmd.Env = append(os.Environ(), envKilledFill+"="+filepath.Join(dir, "out"))
 	out, err := cmd.StdoutPipe()
