@@ -22,9 +22,10 @@
 // fdatasync per commit, where bbolt alone syncs twice. A record of the
 // checksums of the pages each commit wrote, kept in its meta page, tells a
 // commit that a power cut left incomplete, and the store that opens the
-// file then undoes it, going back to the commit before, and reports it (Store.UndoneCommit). The store notes each commit as
-// acknowledged once its sync succeeds, so that damage to it is reported as
-// ErrCorrupt rather than taken for a cut.
+// file then undoes it, going back to the commit before, and reports it
+// (Store.UndoneCommit). The store notes each commit as acknowledged once
+// its sync succeeds, so that damage to it is reported as ErrCorrupt rather
+// than taken for a cut.
 //
 // # Several processes, one file
 //

@@ -101,6 +101,7 @@ func TestExitCodes(t *testing.T) {
 		{"backup without dest", 2, []string{"backup", path}, "backup takes FILE and DEST, got 1 argument(s)"},
 		{"negative expiry", 2, []string{"ls", path, "--expiry", "-5s"}, "-5s is not a positive duration"},
 		{"set without value", 2, []string{"set", path, "--all"}, "give --sequence, --offset or both"},
+		{"release with an empty owner", 2, []string{"release", path, "--owner", ""}, "--owner is empty"},
 		{"set negative sequence", 2, []string{"set", path, "--hub", "payments", "-p", "1", "--sequence", "-3", "--dry-run"}, "--sequence -3 is negative"},
 		{"set control character in name", 2, []string{"set", path, "-n", "a\x01b", "--hub", "h", "-g", "g", "-p", "1", "--sequence", "1"}, `--namespace "a\x01b" contains control character U+0001`},
 		{"set long partition id", 2, []string{"set", path, "--hub", "payments", "-p", strings.Repeat("p", 1025), "--sequence", "1"}, "--partition is 1025 bytes long"},

@@ -23,8 +23,9 @@ func newImportCmd(a *app) *cobra.Command {
 		Short: "Write records from JSON Lines into the file",
 		Long: `import reads records in the format export writes, from INPUT or from
 standard input, and writes them into FILE (created if missing, also when
-INPUT holds no records) exactly as given, etags and times included. A record replaces the one with the same
-type and coordinates; other records in FILE stay.
+INPUT holds no records) exactly as given, etags and times included. A
+record replaces the one with the same type and coordinates; other records
+in FILE stay.
 
 The whole input is checked first. A malformed line is reported with its line
 number and nothing is written; otherwise every record is written in one

@@ -84,6 +84,7 @@ func TestReadVerbsOnAFileWithoutWriteAccess(t *testing.T) {
 		{[]string{"export", path}, `"partitionId":"10"`},
 		{[]string{"set", path, "--hub", "payments", "--partition", "1", "--sequence", "9", "--dry-run"}, "would set"},
 		{[]string{"import", path, input, "--dry-run", "--force"}, "would import"},
+		{[]string{"upgrade", path}, path + " is already in format 3"},
 	} {
 		stdout, stderr, err := run(c.args...)
 		if err != nil || !strings.Contains(stdout, c.want) {

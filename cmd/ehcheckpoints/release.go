@@ -41,6 +41,9 @@ said on stderr and is no failure, so a cleanup script can run again.`,
 			if err := exactlyOneFlag(cmd, "partition", "owner", "all"); err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("owner") && owner == "" {
+				return usagef("--owner is empty; give the owner id whose partitions to release")
+			}
 			if owner != "" {
 				sel.all = true
 			}

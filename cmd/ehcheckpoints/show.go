@@ -46,10 +46,11 @@ func newShowCmd(a *app) *cobra.Command {
   CHECKPOINTED  how long ago the checkpoint was written
 
 --json prints the same with exact RFC 3339 times, for scripts; a
-relinquished ownership has "released": true (and "expired": false).`,
+relinquished ownership has "released": true (and "expired": false). The
+example lists the partitions that processors treat as free.`,
 		Example: `  ehcheckpoints show checkpoints.db
   ehcheckpoints show checkpoints.db --hub orders --group '$Default'
-  ehcheckpoints show checkpoints.db --json | jq '.groups[].partitions[] | select(.ownership.expired)'`,
+  ehcheckpoints show checkpoints.db --json | jq '.groups[].partitions[] | select(.ownership.expired or .ownership.released)'`,
 		Args: exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := a.openStore(cmd.Context(), args[0], readFile)

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"syscall"
 
 	"github.com/ehcheckpoints/boltstore"
 	"github.com/spf13/cobra"
@@ -25,6 +28,15 @@ and point here. Editing verbs convert it as they open it, and say so.`,
 		Args:    exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := a.openStore(cmd.Context(), args[0], editFile)
+			if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+				// Without write access, it can still tell a current file.
+				if current, readErr := a.openStore(cmd.Context(), args[0], readFile); readErr == nil {
+					current.Close()
+					_, err = fmt.Fprintf(a.stdout, "%s is already in format %d\n", args[0], boltstore.FormatVersion)
+					return err
+				}
+				return fmt.Errorf("%s: converting the file needs write access: %w", args[0], err)
+			}
 			if err != nil {
 				return err
 			}
