@@ -3,6 +3,7 @@ package fsync
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -20,12 +21,12 @@ import (
 // the file is made under a hidden temporary name in dest's directory,
 // ".<name>.new-*", which such a process leaves.
 func NewFile(dest string, fill func(f *os.File) error) error {
-	return newFile(dest, fill, true)
+	return newFile(dest, fill, createUnnamed)
 }
 
-// newFile is NewFile; unnamed false makes it use a temporary name even
-// where the file system could do without.
-func newFile(dest string, fill func(*os.File) error, unnamed bool) error {
+// newFile is NewFile, making the file with unnamed, if not nil, where it
+// can, else under a temporary name.
+func newFile(dest string, fill func(*os.File) error, unnamed func(dir, dest string) (pendingFile, error)) error {
 	if info, err := os.Lstat(dest); err == nil {
 		if info.IsDir() {
 			return fmt.Errorf("%s: is a directory: %w", dest, fs.ErrExist)
@@ -35,9 +36,10 @@ func newFile(dest string, fill func(*os.File) error, unnamed bool) error {
 	dir := filepath.Dir(dest)
 	var p pendingFile
 	err := errNoUnnamedFiles
-	if unnamed {
-		p, err = createUnnamed(dir, dest)
+	if unnamed != nil {
+		p, err = unnamed(dir, dest)
 	}
+	isUnnamed := err == nil
 	if err != nil {
 		if p, err = createNamed(dir, filepath.Base(dest)); err != nil {
 			// Name dest, not the temporary file that was never made.
@@ -55,7 +57,19 @@ func newFile(dest string, fill func(*os.File) error, unnamed bool) error {
 		return err
 	}
 	if err := p.link(dest); err != nil {
-		return err
+		if !isUnnamed || errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		// Made but not named (a system that refuses the link through
+		// /proc): copy it to a file made under a temporary name.
+		size, serr := p.Seek(0, io.SeekEnd)
+		if serr != nil {
+			return err
+		}
+		return newFile(dest, func(f *os.File) error {
+			_, err := io.Copy(f, io.NewSectionReader(p.File, 0, size))
+			return err
+		}, nil)
 	}
 	return Path(dir)
 }

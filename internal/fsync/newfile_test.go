@@ -29,6 +29,44 @@ func skipUnlessUnnamed(t *testing.T, dir string) {
 	p.discard()
 }
 
+// creator is what newFile makes files without a name with: nothing, for
+// files under a temporary name.
+func creator(unnamed bool) func(dir, dest string) (pendingFile, error) {
+	if unnamed {
+		return createUnnamed
+	}
+	return nil
+}
+
+// TestNewFileWhenTheLinkIsRefused: where the system makes a file without
+// a name but refuses to link it, NewFile copies it to a file made under a
+// temporary name, and leaves nothing else behind.
+func TestNewFileWhenTheLinkIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	skipUnlessUnnamed(t, dir)
+	refused := func(dir, dest string) (pendingFile, error) {
+		p, err := createUnnamed(dir, dest)
+		p.link = func(string) error {
+			return &os.LinkError{Op: "link", Old: "/proc/self/fd/N", New: dest, Err: syscall.EPERM}
+		}
+		return p, err
+	}
+	dest := filepath.Join(dir, "out")
+	content := strings.Repeat("a whole file ", 1000)
+	if err := newFile(dest, func(f *os.File) error {
+		_, err := io.WriteString(f, content)
+		return err
+	}, refused); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(dest); err != nil || string(got) != content {
+		t.Fatalf("dest holds %d bytes (%v), want the %d that fill wrote", len(got), err, len(content))
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("the directory holds %v, want only the new file", entries)
+	}
+}
+
 // TestNewFile checks that NewFile links a complete file into place, leaves
 // nothing behind when fill fails, and never replaces an existing file:
 // with a file made without a name, which has no name while fill runs, and
@@ -53,17 +91,17 @@ func TestNewFile(t *testing.T) {
 			}
 
 			failed := errors.New("fill failed")
-			if err := newFile(dest, func(*os.File) error { return failed }, unnamed); !errors.Is(err, failed) {
+			if err := newFile(dest, func(*os.File) error { return failed }, creator(unnamed)); !errors.Is(err, failed) {
 				t.Fatalf("NewFile with a failing fill: %v, want its error", err)
 			}
 			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 				t.Fatalf("a failed NewFile left %v behind", entries)
 			}
 
-			if err := newFile(dest, write("first"), unnamed); err != nil {
+			if err := newFile(dest, write("first"), creator(unnamed)); err != nil {
 				t.Fatal(err)
 			}
-			if err := newFile(dest, write("second"), unnamed); !errors.Is(err, fs.ErrExist) {
+			if err := newFile(dest, write("second"), creator(unnamed)); !errors.Is(err, fs.ErrExist) {
 				t.Fatalf("NewFile over an existing file: %v, want fs.ErrExist", err)
 			}
 			if got, err := os.ReadFile(dest); err != nil || string(got) != "first" {
@@ -75,11 +113,11 @@ func TestNewFile(t *testing.T) {
 			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 				t.Fatalf("the directory holds %v, want only the new file", entries)
 			}
-			if err := newFile(dir, write("over a directory"), unnamed); !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), "is a directory") {
+			if err := newFile(dir, write("over a directory"), creator(unnamed)); !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), "is a directory") {
 				t.Fatalf("NewFile over a directory: %v, want fs.ErrExist saying it is a directory", err)
 			}
 			missing := filepath.Join(dir, "missing", "out")
-			if err := newFile(missing, write("nowhere"), unnamed); !errors.Is(err, fs.ErrNotExist) || !strings.HasPrefix(err.Error(), missing+": ") {
+			if err := newFile(missing, write("nowhere"), creator(unnamed)); !errors.Is(err, fs.ErrNotExist) || !strings.HasPrefix(err.Error(), missing+": ") {
 				t.Fatalf("NewFile in a missing directory: %v, want fs.ErrNotExist naming %s", err, missing)
 			}
 		})
@@ -100,7 +138,7 @@ func TestNewFileAppearingMeanwhile(t *testing.T) {
 			}
 			_, err := io.WriteString(f, "ours")
 			return err
-		}, unnamed)
+		}, creator(unnamed))
 		if !errors.Is(err, fs.ErrExist) {
 			t.Errorf("unnamed %v: NewFile when dest appeared meanwhile: %v, want fs.ErrExist", unnamed, err)
 		}
