@@ -21,9 +21,44 @@ const (
 	exitError = 1
 	exitUsage = 2
 	// exitInterrupted is the shells' status for a command that SIGINT
-	// (Ctrl-C) ended, 128 plus the signal's number; SIGTERM gives it too.
+	// (Ctrl-C) ended, 128 plus the signal's number; SIGTERM gives 143
+	// (exitSignal).
 	exitInterrupted = 130
 )
+
+// exitSignal is the status for a verb that sig stopped: 128 plus its
+// number, as shells and supervisors expect.
+func exitSignal(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return exitInterrupted
+}
+
+// stoppedBy is the cause of the context of a verb that a signal stopped.
+type stoppedBy struct{ os.Signal }
+
+func (s stoppedBy) Error() string { return "stopped by " + s.String() }
+
+// withSignals returns a context that SIGINT and SIGTERM cancel, with the
+// signal as its cause (stoppedBy), and the function that stops listening.
+func withSignals() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	signals, done := make(chan os.Signal, 1), make(chan struct{})
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case sig := <-signals:
+			cancel(stoppedBy{sig})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(signals)
+		close(done)
+		cancel(nil)
+	}
+}
 
 // app is what a verb may use of its surroundings. Verbs write through it,
 // never to os.Stdout or os.Stderr, so that run can be driven with buffers.
@@ -78,8 +113,8 @@ func usagef(format string, args ...any) error {
 
 // run executes the command line args and returns the exit code: exitOK,
 // exitError when the verb failed, exitUsage when the command line was
-// wrong, or exitInterrupted when SIGINT or SIGTERM, which cancel the verb's
-// context, made it fail.
+// wrong, or exitSignal's status when SIGINT or SIGTERM, which cancel the
+// verb's context, made it fail.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now, lockTimeout: defaultLockTimeout}
 	if v := os.Getenv(envNow); v != "" {
@@ -105,8 +140,9 @@ after --lock-timeout.
 
 Exit status: 0 on success, also when there was nothing to change (stderr
 says so, and a cleanup script can run again); 1 when the verb failed; 2 for
-a mistake in the command line; 130 when Ctrl-C (or SIGTERM) stopped the
-verb before it finished.`,
+a mistake in the command line; 128 plus the signal's number when a signal
+stopped the verb before it finished: 130 for Ctrl-C (SIGINT), 143 for
+SIGTERM.`,
 		Args:          cobra.NoArgs,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -148,7 +184,7 @@ verb before it finished.`,
 		root.AddCommand(newCmd(a))
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := withSignals()
 	defer stop()
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
@@ -158,8 +194,8 @@ verb before it finished.`,
 	if errors.Is(err, boltstore.ErrChanged) {
 		fmt.Fprintln(stderr, "A processor took, renewed or released the partition while the command ran, so nothing was changed. Run 'show' and try again.")
 	}
-	if ctx.Err() != nil {
-		return exitInterrupted
+	if stopped := (stoppedBy{}); errors.As(context.Cause(ctx), &stopped) {
+		return exitSignal(stopped.Signal)
 	}
 	var usage usageError
 	if !started || errors.As(err, &usage) {

@@ -254,9 +254,9 @@ func TestWatch(t *testing.T) {
 	}
 }
 
-// TestInterruptWhileWaitingForTheFile: Ctrl-C ends a verb that waits for a
-// file another process keeps locked, rather than the lock timeout, says so
-// and exits with the shells' status for Ctrl-C.
+// TestInterruptWhileWaitingForTheFile: Ctrl-C, or SIGTERM, ends a verb
+// that waits for a file another process keeps locked, rather than the lock
+// timeout, says so and exits with the shells' status for the signal.
 func TestInterruptWhileWaitingForTheFile(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("holdsOpen reads /proc")
@@ -273,27 +273,29 @@ func TestInterruptWhileWaitingForTheFile(t *testing.T) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "ls", path)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Once it has the file open it waits for the lock, and its handler
-	// for the signal is in place.
-	for deadline := time.Now().Add(30 * time.Second); !holdsOpen(cmd.Process.Pid, path); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("ls never opened the file: %s", stderr.String())
+	for sig, want := range map[syscall.Signal]int{syscall.SIGINT: exitInterrupted, syscall.SIGTERM: 143} {
+		cmd := exec.Command(binary, "ls", path)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || !strings.HasSuffix(stderr.String(), "ehcheckpoints: "+path+": interrupted while waiting for the file\n") {
-		t.Errorf("ls interrupted while the file is locked: %v, exit %d, stderr %q; want exit %d and the interruption", err, code, stderr.String(), exitInterrupted)
+		// Once it has the file open it waits for the lock, and its
+		// handler for the signal is in place.
+		for deadline := time.Now().Add(30 * time.Second); !holdsOpen(cmd.Process.Pid, path); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("ls never opened the file: %s", stderr.String())
+			}
+		}
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		err = cmd.Wait()
+		if code := cmd.ProcessState.ExitCode(); code != want || !strings.HasSuffix(stderr.String(), "ehcheckpoints: "+path+": interrupted while waiting for the file\n") {
+			t.Errorf("ls stopped by %v while the file is locked: %v, exit %d, stderr %q; want exit %d and the interruption", sig, err, code, stderr.String(), want)
+		}
 	}
 }
 
