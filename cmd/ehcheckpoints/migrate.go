@@ -169,9 +169,10 @@ var containerNameChars = regexp.MustCompile(`^[a-z0-9](-?[a-z0-9])*$`)
 
 // validContainerName reports whether Azure accepts name for a container,
 // checked here so that a typo gets a clear message rather than the
-// service's HTTP 400 body.
+// service's HTTP 400 body. $root and $web are the two special containers.
 func validContainerName(name string) bool {
-	return len(name) >= 3 && len(name) <= 63 && containerNameChars.MatchString(name)
+	return name == "$root" || name == "$web" ||
+		len(name) >= 3 && len(name) <= 63 && containerNameChars.MatchString(name)
 }
 
 // blobNames spells a group's names for the container: as the scope flags

@@ -252,3 +252,18 @@ func TestMigrateRedactsSAS(t *testing.T) {
 		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and the signature redacted", r.code, r.stderr)
 	}
 }
+
+// TestValidContainerName checks the local check of --container against
+// Azure's rules, its special containers included.
+func TestValidContainerName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"checkpoints": true, "ck-2": true, "abc": true, "$root": true, "$web": true,
+		strings.Repeat("a", 63): true, strings.Repeat("a", 64): false,
+		"c1": false, "Checkpoints": false, "check--points": false, "-ck": false, "ck-": false,
+		"$logs": false, "ck_points": false, "": false,
+	} {
+		if got := validContainerName(name); got != want {
+			t.Errorf("validContainerName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
