@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"slices"
@@ -605,6 +606,33 @@ func (s *Store) Backup(ctx context.Context, dest string) error {
 			_, err := tx.WriteTo(f)
 			return err
 		})
+	})
+}
+
+// CopyFile copies the store file at path to dest, a path that must not
+// exist yet, byte for byte and whatever its format, without opening it as
+// a store: for a file of an older boltstore, which opening converts
+// (ErrOlderFormat), so that a copy taken before upgrading still opens
+// with the older boltstore. It holds the file's lock, shared, while it
+// copies, so no process writes the file meanwhile; it waits for the lock
+// as a store does, at most opts.LockTimeout or until ctx ends. The copy is
+// synced before CopyFile returns and has mode 0600.
+func CopyFile(ctx context.Context, path, dest string, opts *Options) error {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return fileError(path, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close() // and with it the lock
+	if err := waitForFlock(ctx, nil, f, true, time.Now().Add(o.LockTimeout), time.Time{}); err != nil {
+		return err
+	}
+	return fsync.NewFile(dest, func(out *os.File) error {
+		_, err := io.Copy(out, f)
+		return err
 	})
 }
 

@@ -1,9 +1,11 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -149,5 +151,65 @@ func TestPutRecordsKeyOrderKeepsTheLastDuplicate(t *testing.T) {
 	}
 	if err := s.Check(ctx); err != nil {
 		t.Fatalf("Check: %v", err)
+	}
+}
+
+// TestCopyFile copies a file of an older boltstore byte for byte, which
+// Backup could not without converting it; waits while a store holds the
+// file, which hands it over; gives up with ErrLockTimeout on a lock that
+// is never let go; and never replaces an existing file.
+func TestCopyFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "old.db")
+	writeLegacyFile(t, path, 2, legacyRecords(), nil)
+	legacy, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(dir, "copy.db")
+	if err := CopyFile(ctx, path, dest, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(dest); err != nil || !bytes.Equal(got, legacy) {
+		t.Fatalf("the copy differs from the file (%v)", err)
+	}
+	if now, err := os.ReadFile(path); err != nil || !bytes.Equal(now, legacy) {
+		t.Fatalf("CopyFile changed the file (%v)", err)
+	}
+	if err := CopyFile(ctx, path, dest, nil); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("CopyFile over an existing file: %v, want fs.ErrExist", err)
+	}
+
+	// A store that holds the file hands it over.
+	current := filepath.Join(dir, "current.db")
+	s := openTestStore(t, current, &Options{IdleRelease: time.Hour})
+	seq := int64(5)
+	if err := s.SetCheckpoint(ctx, checkpoint("0", nil, &seq), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := CopyFile(ctx, current, filepath.Join(dir, "current-copy.db"), &Options{LockTimeout: 10 * time.Second}); err != nil {
+		t.Fatalf("CopyFile of a file a store holds: %v", err)
+	}
+	copied := openTestStore(t, filepath.Join(dir, "current-copy.db"), nil)
+	if cps := listCheckpoints(t, copied, testNS, testHub, testGroup); len(cps) != 1 || *cps[0].SequenceNumber != seq {
+		t.Fatalf("the copy's checkpoints: %+v", cps)
+	}
+
+	// A lock that is never let go.
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	err = CopyFile(ctx, path, filepath.Join(dir, "never.db"), &Options{LockTimeout: 50 * time.Millisecond})
+	if !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("CopyFile of a file locked for good: %v, want ErrLockTimeout", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "never.db")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the timed-out copy left a file: %v", err)
 	}
 }

@@ -19,8 +19,8 @@ func newUpgradeCmd(a *app) *cobra.Command {
 		Long: `upgrade converts FILE, if an older boltstore wrote it (format 1 or 2), to
 the format this one writes, in one durable commit, and says which format
 FILE is in. Older boltstores refuse a converted file, so upgrade the
-processors that use FILE first; keep a copy (cp, while no processor runs)
-if you may need to go back.
+processors that use FILE first, and take a copy with 'backup' first if you
+may need to go back: it copies an older file as it is.
 
 Reading verbs and dry runs do not convert a file; they refuse an older one
 and point here. Editing verbs convert it as they open it, and say so.`,

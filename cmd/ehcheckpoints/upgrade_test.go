@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	encbin "encoding/binary"
-	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,8 +12,8 @@ import (
 // TestOlderFormat runs the verbs on a file an older boltstore wrote
 // (testdata/format2.db, format 2): reading verbs and dry runs refuse it
 // and leave it as it is, so that processors still running the older
-// boltstore keep working; upgrade converts it and says so, and so does an
-// editing verb.
+// boltstore keep working, but backup copies it as it is; upgrade converts
+// it and says so, and so does an editing verb.
 func TestOlderFormat(t *testing.T) {
 	legacy, err := os.ReadFile(filepath.Join("testdata", "format2.db"))
 	if err != nil {
@@ -36,7 +34,6 @@ func TestOlderFormat(t *testing.T) {
 		{"show", path},
 		{"check", path},
 		{"export", path},
-		{"backup", path, filepath.Join(dir, "backup.db")},
 		append(set, "--dry-run"),
 	} {
 		r := ehc(t, "", nil, args...)
@@ -47,8 +44,16 @@ func TestOlderFormat(t *testing.T) {
 			t.Fatalf("%s changed the format 2 file (%v)", strings.Join(args, " "), err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "backup.db")); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("the refused backup left a file: %v", err)
+	// backup copies it as it is, for a way back after upgrading.
+	backup := filepath.Join(dir, "backup.db")
+	if r := mustRun(t, "", "backup", path, backup); !strings.Contains(r.stdout, "as it is, in an older boltstore's layout") {
+		t.Errorf("backup of a format 2 file: %q", r.stdout)
+	}
+	if copied, err := os.ReadFile(backup); err != nil || !bytes.Equal(copied, legacy) {
+		t.Errorf("the backup of a format 2 file differs from it (%v)", err)
+	}
+	if now, err := os.ReadFile(path); err != nil || !bytes.Equal(now, legacy) {
+		t.Fatalf("backup changed the format 2 file (%v)", err)
 	}
 
 	converted := "converted " + path + " from the layout of an older boltstore (format 2) to format 3"
