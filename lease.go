@@ -23,6 +23,10 @@ const (
 	minPollInterval    = 50 * time.Microsecond
 	maxPollInterval    = 100 * time.Microsecond
 	handoverCourtesy   = 300 * time.Microsecond
+	// maxReaderYield is how long a reader lets waiting writers go first:
+	// long enough for the readers holding the flock to finish and hand it
+	// to the writer, short beside a LockTimeout.
+	maxReaderYield = 250 * time.Millisecond
 )
 
 // lease is a Store's hold on the file. bbolt keeps an exclusive flock for
@@ -243,10 +247,14 @@ func (l *lease) isClosing() bool {
 	}
 }
 
-// waitForFlock takes the flock through f, shared or exclusive, announcing itself as a waiter
-// while it polls, not before notBefore and giving up at deadline, or with
-// ErrClosed once closing is closed (nil: never).
+// waitForFlock takes the flock through f, shared or exclusive, announcing
+// itself as a waiter while it polls, not before notBefore and giving up at
+// deadline, or with ErrClosed once closing is closed (nil: never). A
+// shared waiter lets a waiting writer go first, for at most
+// maxReaderYield: readers that share the flock without a break would shut
+// a writer out, and writers that take turns would shut a reader out.
 func waitForFlock(ctx context.Context, closing <-chan struct{}, f *os.File, shared bool, deadline, notBefore time.Time) error {
+	start := time.Now()
 	announced := false
 	defer func() {
 		if announced {
@@ -255,10 +263,15 @@ func waitForFlock(ctx context.Context, closing <-chan struct{}, f *os.File, shar
 	}()
 	if wait := time.Until(notBefore); wait > 0 {
 		// We just handed the file over; let the waiter take it first, and
-		// tell it now that we want the file back.
-		announced = filelock.AnnounceWaiter(f, !shared) == nil
+		// tell it now that we want the file back. As a reader only: a
+		// waiting writer would make the reader we handed over to give way
+		// to us.
+		announced = filelock.AnnounceWaiter(f, false) == nil
 		if err := pause(ctx, closing, wait); err != nil {
 			return fileError(f.Name(), err)
+		}
+		if !shared && announced {
+			_ = filelock.AnnounceWaiter(f, true)
 		}
 	}
 	interval := minPollInterval
@@ -266,9 +279,7 @@ func waitForFlock(ctx context.Context, closing <-chan struct{}, f *os.File, shar
 		err := filelock.ErrWouldBlock
 		if !shared {
 			err = filelock.TryLock(f)
-		} else if writer, _ := filelock.WriterWaiting(f); !writer {
-			// A writer that waits goes first: other readers may hold
-			// the flock without a break, and would shut it out.
+		} else if writer, _ := filelock.WriterWaiting(f); !writer || time.Since(start) >= maxReaderYield {
 			err = filelock.TryLockShared(f)
 		}
 		if err == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -236,5 +237,44 @@ func TestReadOnlyCheckAlongsideReads(t *testing.T) {
 			t.Errorf("Check: %v", err)
 		}
 		wg.Wait()
+	}
+}
+
+// TestReaderAmongBusyWriters: two writers that keep writing take turns on
+// the file, so one of them always waits; a reader, which lets waiting
+// writers go first, must still get in, rather than time out.
+func TestReaderAmongBusyWriters(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.db")
+	writers := []*Store{openTestStore(t, path, nil), openTestStore(t, path, nil)}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, w := range writers {
+		wg.Go(func() {
+			for seq := int64(0); ; seq++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := w.SetCheckpoint(ctx, checkpoint(fmt.Sprint(i), nil, &seq), nil); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	time.Sleep(50 * time.Millisecond) // both writing
+	r, err := Open(path, &Options{ReadOnly: true, LockTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("a read-only Open among busy writers: %v", err)
+	}
+	defer r.Close()
+	if _, err := r.ListCheckpoints(ctx, testNS, testHub, testGroup, nil); err != nil {
+		t.Fatalf("a read among busy writers: %v", err)
 	}
 }
