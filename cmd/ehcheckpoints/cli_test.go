@@ -121,6 +121,7 @@ func TestExitCodes(t *testing.T) {
 		{"migrate short container name", 2, []string{"migrate", path, "--to-blob", "--container", "c1", "--connection-string", "UseDevelopmentStorage=true"}, `--container "c1" is not a container name`},
 		{"migrate container name with capitals", 2, []string{"migrate", path, "--to-blob", "--container", "Checkpoints", "--connection-string", "UseDevelopmentStorage=true"}, `--container "Checkpoints" is not a container name`},
 		{"migrate container name with two hyphens", 2, []string{"migrate", path, "--to-blob", "--container", "check--points", "--connection-string", "UseDevelopmentStorage=true"}, `--container "check--points" is not a container name`},
+		{"migrate to the root container", 2, []string{"migrate", path, "--to-blob", "--container", "$root", "--connection-string", "UseDevelopmentStorage=true"}, `--container $root cannot hold checkpoints`},
 		{"migrate container name ending with a hyphen", 2, []string{"migrate", path, "--to-blob", "--container", "checkpoints-", "--connection-string", "UseDevelopmentStorage=true"}, `--container "checkpoints-" is not a container name`},
 		{"migrate without container", 2, []string{"migrate", path, "--to-blob"}, "give --container"},
 		{"watch bad interval", 2, []string{"watch", path, "--interval", "0s"}, "--interval must be positive"},

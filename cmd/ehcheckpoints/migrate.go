@@ -153,8 +153,11 @@ func (o *migrateOptions) containerClient(explicitCS bool) (*container.Client, st
 	if o.containerName == "" {
 		return nil, "", usagef("give --container (with a connection string) or --container-url")
 	}
+	if o.containerName == "$root" {
+		return nil, "", usagef("--container $root cannot hold checkpoints: its blob names may not contain \"/\", and checkpoint blob names do")
+	}
 	if !validContainerName(o.containerName) {
-		return nil, "", usagef("--container %q is not a container name: 3 to 63 lower-case letters, digits and hyphens, beginning and ending with a letter or digit, with no two hyphens in a row", o.containerName)
+		return nil, "", usagef("--container %q is not a container name: 3 to 63 lower-case letters, digits and hyphens, beginning and ending with a letter or digit, with no two hyphens in a row (or $web)", o.containerName)
 	}
 	if o.connectionString == "" {
 		return nil, "", usagef("give --connection-string or set %s", envConnectionString)
@@ -169,10 +172,10 @@ var containerNameChars = regexp.MustCompile(`^[a-z0-9](-?[a-z0-9])*$`)
 
 // validContainerName reports whether Azure accepts name for a container,
 // checked here so that a typo gets a clear message rather than the
-// service's HTTP 400 body. $root and $web are the two special containers.
+// service's HTTP 400 body. $web is a special container that may hold
+// checkpoints; $root, the other one, may not (migrate says why).
 func validContainerName(name string) bool {
-	return name == "$root" || name == "$web" ||
-		len(name) >= 3 && len(name) <= 63 && containerNameChars.MatchString(name)
+	return name == "$web" || len(name) >= 3 && len(name) <= 63 && containerNameChars.MatchString(name)
 }
 
 // blobNames spells a group's names for the container: as the scope flags
