@@ -142,7 +142,7 @@ Exit status: 0 on success, also when there was nothing to change (stderr
 says so, and a cleanup script can run again); 1 when the verb failed; 2 for
 a mistake in the command line; 128 plus the signal's number when a signal
 stopped the verb before it finished: 130 for Ctrl-C (SIGINT), 143 for
-SIGTERM.`,
+SIGTERM (watch, which runs until it is stopped, exits 0).`,
 		Args:          cobra.NoArgs,
 		SilenceErrors: true,
 		SilenceUsage:  true,

@@ -211,7 +211,8 @@ func TestNoGroups(t *testing.T) {
 }
 
 // TestWatch checks that watch, into a pipe, appends its refreshes without
-// escape codes, stops after --count, and exits with 0 when interrupted.
+// escape codes, stops after --count, and exits with 0 when interrupted or
+// terminated.
 func TestWatch(t *testing.T) {
 	path := sampleStore(t)
 	r := mustRun(t, "", "watch", path, "--count", "3", "--interval", "10ms", "--hub", "payments")
@@ -225,33 +226,35 @@ func TestWatch(t *testing.T) {
 		t.Errorf("%d tables, want 3:\n%s", n, r.stdout)
 	}
 
-	cmd := exec.Command(binary, "watch", path, "--interval", "10ms")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := out.Read(make([]byte, 1)); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, _ = out.Read(make([]byte, 1<<20))
-		done <- cmd.Wait()
-	}()
-	select {
-	case err := <-done:
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		cmd := exec.Command(binary, "watch", path, "--interval", "10ms")
+		out, err := cmd.StdoutPipe()
 		if err != nil {
-			t.Errorf("watch after SIGINT: %v, want exit status 0", err)
+			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("watch did not stop on SIGINT")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := out.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, _ = out.Read(make([]byte, 1<<20))
+			done <- cmd.Wait()
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("watch after %v: %v, want exit status 0", sig, err)
+			}
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("watch did not stop on %v", sig)
+		}
 	}
 }
 
@@ -274,8 +277,17 @@ func TestInterruptWhileWaitingForTheFile(t *testing.T) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	for sig, want := range map[syscall.Signal]int{syscall.SIGINT: exitInterrupted, syscall.SIGTERM: 143} {
-		cmd := exec.Command(binary, "ls", path)
+	for _, c := range []struct {
+		verb string
+		sig  syscall.Signal
+		want int
+	}{
+		{"ls", syscall.SIGINT, exitInterrupted},
+		{"ls", syscall.SIGTERM, 143},
+		{"watch", syscall.SIGTERM, exitOK}, // watch's way to stop
+	} {
+		sig, want := c.sig, c.want
+		cmd := exec.Command(binary, c.verb, path)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
@@ -287,15 +299,16 @@ func TestInterruptWhileWaitingForTheFile(t *testing.T) {
 			if time.Now().After(deadline) {
 				cmd.Process.Kill()
 				cmd.Wait()
-				t.Fatalf("ls never opened the file: %s", stderr.String())
+				t.Fatalf("%s never opened the file: %s", c.verb, stderr.String())
 			}
 		}
 		if err := cmd.Process.Signal(sig); err != nil {
 			t.Fatal(err)
 		}
 		err = cmd.Wait()
-		if code := cmd.ProcessState.ExitCode(); code != want || !strings.HasSuffix(stderr.String(), "ehcheckpoints: "+path+": interrupted while waiting for the file\n") {
-			t.Errorf("ls stopped by %v while the file is locked: %v, exit %d, stderr %q; want exit %d and the interruption", sig, err, code, stderr.String(), want)
+		interrupted := strings.HasSuffix(stderr.String(), "ehcheckpoints: "+path+": interrupted while waiting for the file\n")
+		if code := cmd.ProcessState.ExitCode(); code != want || interrupted != (want != exitOK) {
+			t.Errorf("%s stopped by %v while the file is locked: %v, exit %d, stderr %q; want exit %d, and the interruption reported unless 0", c.verb, sig, err, code, stderr.String(), want)
 		}
 	}
 }

@@ -22,7 +22,8 @@ func newWatchCmd(a *app) *cobra.Command {
 		Use:   "watch FILE",
 		Short: "Show the partitions, refreshed in place until interrupted",
 		Long: `watch redraws the table of 'show' every --interval until you press Ctrl-C
-(which exits with status 0) or, with --count, after that many refreshes.
+or it gets SIGTERM (either exits with status 0, also while it still waits
+for the file) or, with --count, after that many refreshes.
 A refresh that fails shows its error and watch goes on. With --json it
 prints one JSON document per refresh instead of redrawing, for scripts.
 When its output is not a terminal, it appends each refresh, headed by its
@@ -40,12 +41,15 @@ share the file are not slowed down.`,
 			if count < 0 {
 				return usagef("--count must not be negative")
 			}
-			s, err := a.openStore(cmd.Context(), args[0], readFile)
+			ctx := cmd.Context()
+			s, err := a.openStore(ctx, args[0], readFile)
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil // stopped while waiting for the file: as later
+				}
 				return err
 			}
 			defer s.Close()
-			ctx := cmd.Context()
 			ticker := time.NewTicker(interval)
 			defer ticker.Stop()
 			clear := ""
