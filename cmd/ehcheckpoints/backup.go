@@ -32,7 +32,7 @@ with the older boltstore.`,
 			switch {
 			case asIs:
 				stopNotice := a.noticeWait(args[0])
-				err = boltstore.CopyFile(cmd.Context(), args[0], args[1], &boltstore.Options{LockTimeout: a.lockTimeout})
+				err = a.waitError(cmd.Context(), args[0], boltstore.CopyFile(cmd.Context(), args[0], args[1], &boltstore.Options{LockTimeout: a.lockTimeout}))
 				stopNotice()
 			case err == nil:
 				defer s.Close()

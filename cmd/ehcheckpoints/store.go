@@ -51,15 +51,24 @@ func (a *app) openStore(ctx context.Context, path string, use fileUse) (*boltsto
 			fmt.Fprintf(a.stderr, "ehcheckpoints: converted %s from the layout of an older boltstore (format %d) to format %d; older boltstores now refuse it\n", path, from, boltstore.FormatVersion)
 		}
 		return s, nil
-	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
-		// Opening takes long only while another process holds the file.
-		err = fmt.Errorf("%s: interrupted while waiting for the file", path)
 	case errors.Is(err, boltstore.ErrOlderFormat):
-		err = fmt.Errorf("%w\nReading verbs and dry runs leave it as it is: upgrade the processors that use it, then run 'ehcheckpoints upgrade %s'", err, path)
-	case errors.Is(err, boltstore.ErrLockTimeout):
-		err = fmt.Errorf("%w (--lock-timeout %s)", err, a.lockTimeout)
+		return nil, fmt.Errorf("%w\nReading verbs and dry runs leave it as it is: upgrade the processors that use it, then run 'ehcheckpoints upgrade %s'", err, path)
 	}
-	return nil, err
+	return nil, a.waitError(ctx, path, err)
+}
+
+// waitError words, for the operator, the failure of a call that may have
+// waited for the file at path: stopped by a signal (ctx), or given up
+// after --lock-timeout. Other errors it returns as they are.
+func (a *app) waitError(ctx context.Context, path string, err error) error {
+	switch {
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		// Such calls take long only while another process holds the file.
+		return fmt.Errorf("%s: interrupted while waiting for the file", path)
+	case errors.Is(err, boltstore.ErrLockTimeout):
+		return fmt.Errorf("%w (--lock-timeout %s)", err, a.lockTimeout)
+	}
+	return err
 }
 
 // open opens the store as use needs it: with write access, and for a
