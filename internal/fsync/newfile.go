@@ -19,7 +19,8 @@ import (
 // Where the file system can make a file without a name (O_TMPFILE on
 // Linux), a process that dies during fill leaves nothing behind. Elsewhere
 // the file is made under a hidden temporary name in dest's directory,
-// ".<name>.new-*", which such a process leaves.
+// ".<name>.new-*", which such a process leaves; so does one that dies while
+// NewFile copies an unnamed file the system would not link.
 func NewFile(dest string, fill func(f *os.File) error) error {
 	return newFile(dest, fill, createUnnamed)
 }
@@ -66,10 +67,14 @@ func newFile(dest string, fill func(*os.File) error, unnamed func(dir, dest stri
 		if serr != nil {
 			return err
 		}
-		return newFile(dest, func(f *os.File) error {
+		copyErr := newFile(dest, func(f *os.File) error {
 			_, err := io.Copy(f, io.NewSectionReader(p.File, 0, size))
 			return err
 		}, nil)
+		if copyErr != nil {
+			return fmt.Errorf("%w (copying the file after: %w)", err, copyErr)
+		}
+		return nil
 	}
 	return Path(dir)
 }
