@@ -197,14 +197,8 @@ func TestCopyFile(t *testing.T) {
 	}
 
 	// A lock that is never let go.
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
+	release := relStartHolder(t, path, "flock")
+	defer release()
 	err = CopyFile(ctx, path, filepath.Join(dir, "never.db"), &Options{LockTimeout: 50 * time.Millisecond})
 	if !errors.Is(err, ErrLockTimeout) {
 		t.Fatalf("CopyFile of a file locked for good: %v, want ErrLockTimeout", err)
